@@ -1,0 +1,1 @@
+//! Benchmark workloads shared by criterion benches and the scaling binary.
