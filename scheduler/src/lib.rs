@@ -1,50 +1,42 @@
-//! STUB: being implemented.
-#![allow(unused)]
-use std::time::{Duration, Instant};
-use std::any::Any;
+//! Stackful tasklets on work-stealing workers with Stackless Python's
+//! ordering: the scheduler half of [`stackless`](https://docs.rs/stackless).
+//!
+//! * A [`Tasklet`] is a function on a guard-paged stack of its own that can
+//!   call [`schedule`] or block at any depth — no `async`.
+//! * A [`Scheduler`] has N workers, each a thread with a FIFO run queue
+//!   ordered exactly as Stackless's ring. With one worker every Stackless
+//!   scenario gives Stackless's output.
+//! * Idle workers steal tasklets that have never run (oldest first); a
+//!   started tasklet never moves to another thread, so `!Send` values and
+//!   thread-locals on its stack stay sound.
+//! * Blocking is built on the public [`park`] API, which is all
+//!   `stackless-channels` uses.
+//! * The nice queue ([`be_nice`], [`run_nice`]) is EVE Online's BeNice
+//!   frame loop.
+//!
+//! See `DESIGN.md` for the guarantees and `src/idle/README.md` for the idle,
+//! steal and quiescence protocols.
 
-#[derive(Clone)]
-pub struct Scheduler(());
-impl Scheduler {
-    pub fn builder() -> Builder { Builder(()) }
-    pub fn enter<R>(&self, main: impl FnOnce() -> R) -> R { todo!() }
-    pub fn workers(&self) -> usize { todo!() }
-}
-pub struct Builder(());
-impl Builder {
-    pub fn workers(self, n: usize) -> Self { self }
-    pub fn stack_size(self, bytes: usize) -> Self { self }
-    pub fn build(self) -> std::io::Result<Scheduler> { todo!() }
-}
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Tasklet(());
-impl Tasklet {
-    pub fn new(f: impl FnOnce() + Send + 'static) -> Tasklet { todo!() }
-    pub fn setup(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn insert(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn remove(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn run(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn switch(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn kill(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn join(&self) -> Result<(), TaskletError> { todo!() }
-    pub fn alive(&self) -> bool { todo!() }
-    pub fn scheduled(&self) -> bool { todo!() }
-    pub fn blocked(&self) -> bool { todo!() }
-    pub fn paused(&self) -> bool { todo!() }
-    pub fn is_main(&self) -> bool { todo!() }
-    pub fn is_current(&self) -> bool { todo!() }
-    pub fn id(&self) -> u64 { todo!() }
-    pub fn worker(&self) -> Option<usize> { todo!() }
-}
-#[derive(Debug)]
-pub enum TaskletError { Alive, Dead, Blocked, Current, OtherWorker, Unbound, Deadlock, Panicked(Box<dyn Any + Send>) }
-pub fn spawn(f: impl FnOnce() + Send + 'static) -> Tasklet { todo!() }
-pub fn schedule() { todo!() }
-pub fn schedule_remove() { todo!() }
-pub fn run() { todo!() }
-pub fn current() -> Tasklet { todo!() }
-pub fn main_tasklet() -> Tasklet { todo!() }
-pub fn runcount() -> usize { todo!() }
-pub fn be_nice() { todo!() }
-pub fn run_nice() -> usize { todo!() }
-pub fn sleep(d: Duration) { todo!() }
+mod api;
+mod coroutine;
+mod error;
+mod idle;
+mod nice;
+pub mod park;
+mod scheduler;
+mod stack;
+#[doc(hidden)]
+pub mod sync;
+mod task;
+mod tasklet;
+mod timer;
+mod worker;
+
+pub use api::{
+    be_nice, current, main_tasklet, run, run_nice, runcount, schedule, schedule_remove, sleep,
+    spawn,
+};
+pub use error::TaskletError;
+pub use scheduler::{default_workers, Builder, Scheduler, DEFAULT_STACK_SIZE};
+pub use task::TaskletExit;
+pub use tasklet::{Tasklet, TaskletBuilder};

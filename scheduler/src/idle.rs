@@ -1,0 +1,250 @@
+//! Idle workers, wake-ups and quiescence. The protocol is described in
+//! prose in `idle/README.md`, next to this file; this module implements it.
+
+use crate::scheduler::{signal, Shared};
+use crate::sync::{fence, AtomicUsize, Mutex, Ordering};
+use crate::task::{Reason, TaskRef};
+
+#[doc = include_str!("idle/README.md")]
+pub(crate) struct Idle {
+    pub(crate) state: Mutex<IdleState>,
+    /// Workers that are not asleep with their busy count given up (a worker
+    /// sleeping with a pending timer keeps its count). Written under `state`.
+    pub(crate) busy: AtomicUsize,
+    /// Workers looking for work to steal.
+    pub(crate) searching: AtomicUsize,
+    /// Workers that are (or are about to be) asleep; spawners read it.
+    pub(crate) sleepers: AtomicUsize,
+}
+
+pub(crate) struct IdleState {
+    /// Sleeping workers: (index, still counted in `busy`).
+    pub(crate) sleeping: Vec<(usize, bool)>,
+    /// Foreign threads talking to this scheduler that are running (not
+    /// parked in the park API).
+    pub(crate) participants: usize,
+    /// Workers woken by `wakep` that start out searching.
+    pub(crate) woken_searching: Vec<usize>,
+}
+
+impl Idle {
+    pub(crate) fn new(n: usize) -> Idle {
+        Idle {
+            state: Mutex::new(IdleState {
+                sleeping: Vec::new(),
+                participants: 0,
+                woken_searching: Vec::new(),
+            }),
+            busy: AtomicUsize::new(n),
+            searching: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+        }
+    }
+
+    /// Back to "every worker busy" for a new `enter`.
+    pub(crate) fn reset(&self, n: usize) {
+        let mut g = self.state.lock();
+        g.sleeping.clear();
+        g.woken_searching.clear();
+        self.busy.store(n, Ordering::SeqCst);
+        self.searching.store(0, Ordering::SeqCst);
+        self.sleepers.store(0, Ordering::SeqCst);
+    }
+}
+
+/// What the quiescence action left for the worker that performed it.
+#[derive(Default)]
+pub(crate) struct Quiescent {
+    /// A tasklet of the performer to push on its own run queue.
+    pub(crate) local: Option<TaskRef>,
+    /// The performer's innermost watchdog must be revived.
+    pub(crate) revive_local: bool,
+    /// The performer itself (a foreign thread) is the deadlock victim.
+    pub(crate) victim_is_self: bool,
+}
+
+impl Shared {
+    /// Wakes worker `w` after publishing work for it (an inbox entry or a
+    /// signal bit): the waker's half of the sleep handshake.
+    pub(crate) fn notify_worker(&self, w: usize) {
+        fence(Ordering::SeqCst);
+        if self.workers[w].sleeping.load(Ordering::SeqCst) {
+            let mut g = self.idle.state.lock();
+            self.take_sleeper(&mut g, w);
+            drop(g);
+            self.workers[w].parker.unpark();
+        }
+    }
+
+    /// Removes `w` from the sleepers (counting it busy again); idle lock held.
+    pub(crate) fn take_sleeper(&self, g: &mut IdleState, w: usize) -> bool {
+        if let Some(pos) = g.sleeping.iter().position(|&(i, _)| i == w) {
+            let (_, holds_busy) = g.sleeping.swap_remove(pos);
+            self.idle.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if !holds_busy {
+                self.idle.busy.fetch_add(1, Ordering::SeqCst);
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Wakes a sleeping worker to steal newly published fresh work, unless a
+    /// worker is already searching (Go's `wakep`). Called after the work is
+    /// published; the fence pairs with the sleeper's announce-then-recheck.
+    pub(crate) fn wakep(&self) {
+        fence(Ordering::SeqCst);
+        if self.idle.sleepers.load(Ordering::SeqCst) == 0
+            || self.idle.searching.load(Ordering::SeqCst) != 0
+        {
+            return;
+        }
+        let mut g = self.idle.state.lock();
+        if self.idle.searching.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        if let Some(&(w, _)) = g.sleeping.last() {
+            self.take_sleeper(&mut g, w);
+            self.idle.searching.fetch_add(1, Ordering::SeqCst);
+            g.woken_searching.push(w);
+            drop(g);
+            self.workers[w].parker.unpark();
+        }
+    }
+
+    /// Whether any worker has fresh tasklets a thief could take, or the
+    /// injector has some (approximate; used to decide whether to wake more).
+    pub(crate) fn has_stealable(&self) -> bool {
+        self.injector_len.load(Ordering::SeqCst) > 0
+            || self
+                .workers
+                .iter()
+                .any(|w| w.tickets_len.load(Ordering::SeqCst) > 0)
+    }
+
+    /// Pushes `t` (homed at `w`) to `w`'s inbox and wakes `w`.
+    pub(crate) fn push_inbox(&self, w: usize, entry: crate::worker::InboxEntry) {
+        let ws = &self.workers[w];
+        ws.inbox.lock().push(entry);
+        ws.signal.fetch_or(signal::INBOX, Ordering::SeqCst);
+        self.notify_worker(w);
+    }
+
+    /// Same as [`Shared::push_inbox`] but with the idle lock already held
+    /// (the quiescence action).
+    fn push_inbox_locked(&self, g: &mut IdleState, w: usize, entry: crate::worker::InboxEntry) {
+        let ws = &self.workers[w];
+        ws.inbox.lock().push(entry);
+        ws.signal.fetch_or(signal::INBOX, Ordering::SeqCst);
+        self.take_sleeper(g, w);
+        ws.parker.unpark();
+    }
+
+    /// The quiescence action, run with the idle lock held by whoever brought
+    /// the scheduler to rest (`busy == 0`): revive every watchdog (`run()`
+    /// returns), or else — when no participant thread is running either —
+    /// answer one park with `Deadlock`: `victim` (the park that made the
+    /// scheduler quiescent) if it can still be claimed, else the main
+    /// tasklet's park; a paused main tasklet is revived instead.
+    ///
+    /// `performer` is the performing worker's index (`None` for a foreign
+    /// thread); work for the performer itself is returned, not queued.
+    pub(crate) fn on_quiescent(
+        &self,
+        g: &mut IdleState,
+        performer: Option<usize>,
+        victim: Option<&crate::park::Unparker>,
+    ) -> Quiescent {
+        let mut out = Quiescent::default();
+        let mut any_watchdog = false;
+        for (i, w) in self.workers.iter().enumerate() {
+            if w.watchdogs.load(Ordering::SeqCst) > 0 {
+                any_watchdog = true;
+                if Some(i) == performer {
+                    out.revive_local = true;
+                } else {
+                    w.signal.fetch_or(signal::REVIVE, Ordering::SeqCst);
+                    self.take_sleeper(g, i);
+                    w.parker.unpark();
+                }
+            }
+        }
+        if any_watchdog || g.participants > 0 || self.is_shutdown() {
+            return out;
+        }
+        if let Some(v) = victim {
+            if v.claim_with(Reason::Deadlock) {
+                match &v.target {
+                    crate::park::Target::Tasklet(t) => {
+                        let home = t.home();
+                        if Some(home) == performer {
+                            out.local = Some(t.clone());
+                        } else {
+                            let seq = v.seq;
+                            self.push_inbox_locked(
+                                g,
+                                home,
+                                crate::worker::InboxEntry::wake(t.clone(), seq),
+                            );
+                        }
+                    }
+                    crate::park::Target::Thread(_) => out.victim_is_self = true,
+                }
+                return out;
+            }
+        }
+        if let Some(main) = self.main_task() {
+            if let Some(seq) = main.claim_current(Reason::Deadlock) {
+                if performer == Some(0) {
+                    out.local = Some(main);
+                } else {
+                    self.push_inbox_locked(g, 0, crate::worker::InboxEntry::wake(main, seq));
+                }
+            } else if main.alive() && !main.scheduled() {
+                if performer == Some(0) {
+                    out.local = Some(main);
+                } else {
+                    self.push_inbox_locked(g, 0, crate::worker::InboxEntry::insert(main));
+                }
+            }
+        }
+        out
+    }
+
+    /// A foreign participant thread starts running (registered up front).
+    pub(crate) fn participant_started(&self) {
+        self.idle.state.lock().participants += 1;
+    }
+
+    /// A parked participant thread was woken: count it running again.
+    pub(crate) fn participant_resumed(&self) {
+        self.idle.state.lock().participants += 1;
+    }
+
+    /// A participant thread is about to park without a deadline. Returns
+    /// true when that would leave nothing able to wake anything: then the
+    /// thread itself gets the deadlock answer (its park claimed) and does
+    /// not block; its count stays.
+    pub(crate) fn participant_parking(&self, me: &crate::park::Unparker) -> bool {
+        let mut g = self.idle.state.lock();
+        g.participants -= 1;
+        if g.participants == 0 && self.idle.busy.load(Ordering::SeqCst) == 0 {
+            let q = self.on_quiescent(&mut g, None, Some(me));
+            if q.victim_is_self {
+                g.participants += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A participant thread ended.
+    pub(crate) fn participant_exited(&self) {
+        let mut g = self.idle.state.lock();
+        g.participants = g.participants.saturating_sub(1);
+        if g.participants == 0 && self.idle.busy.load(Ordering::SeqCst) == 0 {
+            let _ = self.on_quiescent(&mut g, None, None);
+        }
+    }
+}

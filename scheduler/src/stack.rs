@@ -1,0 +1,393 @@
+//! Guard-paged tasklet stacks, their pools, and the stack-overflow report.
+//!
+//! A stack is one `mmap` whose lowest page is made inaccessible with
+//! `mprotect`, so an overflow faults instead of corrupting memory. A fresh
+//! mapping costs hundreds of times more than a reused one, so stacks are
+//! pooled: each worker keeps a small cache it alone touches, backed by a
+//! shared pool. A stack is taken when a tasklet first runs and returned when
+//! it ends.
+//!
+//! Each stack costs two kernel mappings (the guard and the usable part);
+//! Linux allows `vm.max_map_count` (65530 by default) mappings per process, so
+//! about 32,000 stacks can be alive at once. Running out is reported as an
+//! `io::Error` that names the sysctl.
+
+use std::io;
+
+/// Bytes in one page (the guard size). Read once from the OS.
+pub(crate) fn page_size() -> usize {
+    use std::sync::OnceLock;
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 {
+            p as usize
+        } else {
+            4096
+        }
+    })
+}
+
+/// Rounds a requested usable size up to whole pages, at least 16 KiB.
+pub(crate) fn round_stack_size(bytes: usize) -> usize {
+    let page = page_size();
+    let bytes = bytes.max(16 * 1024);
+    bytes.div_ceil(page) * page
+}
+
+/// One guard-paged stack: `[base, base + guard)` is inaccessible,
+/// `[base + guard, base + total)` is the usable stack (growing down from the top).
+#[derive(Debug)]
+pub(crate) struct Stack {
+    base: usize,
+    total: usize,
+}
+
+// SAFETY: a `Stack` is plain memory owned by whoever holds the value; it holds
+// no thread-affine state, so it may be created on one thread and used or
+// unmapped on another.
+unsafe impl Send for Stack {}
+
+impl Stack {
+    /// Maps a new stack with `usable` bytes (a multiple of the page size) plus a guard page.
+    pub(crate) fn new(usable: usize) -> io::Result<Stack> {
+        let guard = page_size();
+        let total = usable + guard;
+        // SAFETY: an anonymous private mapping at an address of the kernel's
+        // choosing touches no existing memory.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(mapping_error("mmap", io::Error::last_os_error()));
+        }
+        // SAFETY: `ptr` is the start of the mapping we just created; making its
+        // first page inaccessible turns it into the guard.
+        if unsafe { libc::mprotect(ptr, guard, libc::PROT_NONE) } != 0 {
+            let err = io::Error::last_os_error();
+            // SAFETY: unmapping the mapping we own and have not handed out.
+            unsafe { libc::munmap(ptr, total) };
+            return Err(mapping_error("mprotect", err));
+        }
+        Ok(Stack {
+            base: ptr as usize,
+            total,
+        })
+    }
+
+    /// Highest address (the stack grows down from here).
+    pub(crate) fn top(&self) -> usize {
+        self.base + self.total
+    }
+
+    /// Lowest usable address (just above the guard page).
+    pub(crate) fn limit(&self) -> usize {
+        self.base + page_size()
+    }
+
+    /// Usable bytes.
+    pub(crate) fn usable(&self) -> usize {
+        self.total - page_size()
+    }
+
+    /// The guard page's address range.
+    pub(crate) fn guard(&self) -> (usize, usize) {
+        (self.base, self.base + page_size())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is owned by this value and no coroutine runs on
+        // it any more (a stack is only dropped from a pool, never while in use).
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
+    }
+}
+
+#[cfg(target_os = "linux")]
+const MAP_NORESERVE: libc::c_int = libc::MAP_NORESERVE;
+#[cfg(not(target_os = "linux"))]
+const MAP_NORESERVE: libc::c_int = 0;
+#[cfg(target_os = "linux")]
+const MAP_STACK: libc::c_int = libc::MAP_STACK;
+#[cfg(not(target_os = "linux"))]
+const MAP_STACK: libc::c_int = 0;
+
+/// The error for a failed stack mapping, naming the sysctl that usually causes it.
+pub(crate) fn mapping_error(call: &str, err: io::Error) -> io::Error {
+    let limit = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let limit = match limit {
+        Some(l) => format!("{l} (about {} live tasklet stacks)", l / 2),
+        None => "unknown".to_string(),
+    };
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "stackless: cannot map a tasklet stack ({call} failed: {err}). Each started tasklet \
+             needs a guard-paged stack, which costs two kernel mappings; the process has probably \
+             reached vm.max_map_count = {limit}. Raise it, e.g. `sysctl -w vm.max_map_count=1048576`, \
+             or keep fewer tasklets alive at once."
+        ),
+    )
+}
+
+/// A pool of stacks of one size shared by the workers of a scheduler.
+#[derive(Debug)]
+pub(crate) struct SharedPool {
+    usable: usize,
+    stacks: std::sync::Mutex<Vec<Stack>>,
+}
+
+/// How many stacks a worker caches locally before returning them to the shared pool.
+pub(crate) const LOCAL_CACHE: usize = 64;
+/// How many stacks the shared pool keeps before unmapping extras.
+const SHARED_KEEP: usize = 1024;
+
+impl SharedPool {
+    pub(crate) fn new(usable: usize) -> SharedPool {
+        SharedPool {
+            usable,
+            stacks: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn usable(&self) -> usize {
+        self.usable
+    }
+
+    /// A stack from the pool, or a freshly mapped one.
+    pub(crate) fn take(&self) -> io::Result<Stack> {
+        if let Some(s) = self.stacks.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(s);
+        }
+        Stack::new(self.usable)
+    }
+
+    /// Returns stacks to the shared pool (unmapping what exceeds its cap).
+    pub(crate) fn give(&self, mut batch: Vec<Stack>) {
+        let mut pool = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
+        while pool.len() < SHARED_KEEP {
+            match batch.pop() {
+                Some(s) => pool.push(s),
+                None => break,
+            }
+        }
+        drop(pool);
+        drop(batch);
+    }
+}
+
+/// The per-worker cache in front of a [`SharedPool`]. Owned by one worker thread.
+#[derive(Debug, Default)]
+pub(crate) struct LocalPool {
+    stacks: Vec<Stack>,
+}
+
+impl LocalPool {
+    /// Takes a stack: local cache, then shared pool, then a fresh mapping.
+    pub(crate) fn take(&mut self, shared: &SharedPool) -> io::Result<Stack> {
+        match self.stacks.pop() {
+            Some(s) => Ok(s),
+            None => shared.take(),
+        }
+    }
+
+    /// Gives a stack back after its tasklet ended.
+    pub(crate) fn give(&mut self, s: Stack, shared: &SharedPool) {
+        self.stacks.push(s);
+        if self.stacks.len() > 2 * LOCAL_CACHE {
+            let extra = self.stacks.split_off(LOCAL_CACHE);
+            shared.give(extra);
+        }
+    }
+
+    /// Makes sure one stack is ready, so that a tasklet created now can start
+    /// even when mappings are exhausted later. Returns the mapping error otherwise.
+    pub(crate) fn ensure_one(&mut self, shared: &SharedPool) -> io::Result<()> {
+        if self.stacks.is_empty() {
+            let s = shared.take()?;
+            self.stacks.push(s);
+        }
+        Ok(())
+    }
+
+    /// Returns every cached stack to the shared pool.
+    pub(crate) fn drain_into(&mut self, shared: &SharedPool) {
+        shared.give(std::mem::take(&mut self.stacks));
+    }
+}
+
+/// Stack-overflow detection: a SIGSEGV/SIGBUS handler that recognises a fault
+/// in the guard page of the tasklet running on this thread, prints which
+/// tasklet overflowed and its stack size, and aborts. Other faults go to the
+/// handler that was installed before ours (std's, which reports overflows of
+/// the thread's own stack).
+pub(crate) mod overflow {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    /// What the handler needs to know about the running tasklet.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Running {
+        pub guard_lo: usize,
+        pub guard_hi: usize,
+        pub id: u64,
+        pub usable: usize,
+    }
+
+    std::thread_local! {
+        static RUNNING: Cell<Running> = const {
+            Cell::new(Running { guard_lo: 0, guard_hi: 0, id: 0, usable: 0 })
+        };
+    }
+
+    /// Records the tasklet about to run on this thread (or none: `guard_lo == 0`).
+    #[inline]
+    pub(crate) fn set_running(r: Running) {
+        RUNNING.with(|c| c.set(r));
+    }
+
+    static INSTALL: Once = Once::new();
+    static mut PREV_SEGV: libc::sigaction = unsafe { std::mem::zeroed() };
+    static mut PREV_BUS: libc::sigaction = unsafe { std::mem::zeroed() };
+
+    /// Installs the handler once per process.
+    pub(crate) fn install() {
+        INSTALL.call_once(|| {
+            // SAFETY: installing a signal handler with a zeroed-then-filled
+            // sigaction; the previous handlers are saved in statics written
+            // only here, before our handler can run.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as *const () as usize;
+                sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(
+                    libc::SIGSEGV,
+                    &sa,
+                    std::ptr::addr_of_mut!(PREV_SEGV),
+                );
+                libc::sigaction(libc::SIGBUS, &sa, std::ptr::addr_of_mut!(PREV_BUS));
+            }
+        });
+    }
+
+    /// Gives this thread an alternate signal stack if it has none, so the
+    /// handler can run when the faulting stack is exhausted.
+    pub(crate) fn ensure_altstack() {
+        // SAFETY: querying and setting this thread's alternate signal stack;
+        // the new stack is leaked on purpose (it must outlive the thread's use of it).
+        unsafe {
+            let mut old: libc::stack_t = std::mem::zeroed();
+            if libc::sigaltstack(std::ptr::null(), &mut old) != 0 {
+                return;
+            }
+            if old.ss_flags & libc::SS_DISABLE == 0 {
+                return;
+            }
+            let size = libc::SIGSTKSZ.max(64 * 1024);
+            let mem = libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if mem == libc::MAP_FAILED {
+                return;
+            }
+            let st = libc::stack_t {
+                ss_sp: mem,
+                ss_flags: 0,
+                ss_size: size,
+            };
+            libc::sigaltstack(&st, std::ptr::null_mut());
+        }
+    }
+
+    extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: `info` is provided by the kernel for SA_SIGINFO handlers.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let r = RUNNING.try_with(|c| c.get()).ok();
+        if let Some(r) = r {
+            if r.guard_lo != 0 && addr >= r.guard_lo && addr < r.guard_hi {
+                let mut buf = [0u8; 256];
+                let n = format_message(&mut buf, r.id, r.usable);
+                // SAFETY: write(2) and abort(3) are async-signal-safe.
+                unsafe {
+                    libc::write(2, buf.as_ptr() as *const libc::c_void, n);
+                    libc::abort();
+                }
+            }
+        }
+        // Not ours: hand over to the previous handler, or the default action.
+        // SAFETY: reading the saved sigaction written once before install
+        // finished; calling it the way the kernel would.
+        unsafe {
+            let prev = if sig == libc::SIGSEGV {
+                std::ptr::addr_of!(PREV_SEGV).read()
+            } else {
+                std::ptr::addr_of!(PREV_BUS).read()
+            };
+            if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    std::mem::transmute(prev.sa_sigaction);
+                f(sig, info, ctx);
+            } else {
+                let f: extern "C" fn(libc::c_int) = std::mem::transmute(prev.sa_sigaction);
+                f(sig);
+            }
+        }
+    }
+
+    /// Formats the report without allocating (we are in a signal handler).
+    fn format_message(buf: &mut [u8; 256], id: u64, usable: usize) -> usize {
+        let mut n = 0;
+        let mut put = |s: &[u8], n: &mut usize| {
+            for &b in s {
+                if *n < buf.len() {
+                    buf[*n] = b;
+                    *n += 1;
+                }
+            }
+        };
+        put(b"\nstackless: tasklet ", &mut n);
+        put(itoa(id as usize, &mut [0u8; 24]), &mut n);
+        put(b" overflowed its stack of ", &mut n);
+        put(itoa(usable, &mut [0u8; 24]), &mut n);
+        put(
+            b" bytes; give it more with Builder::stack_size. Aborting.\n",
+            &mut n,
+        );
+        n
+    }
+
+    fn itoa(mut v: usize, tmp: &mut [u8; 24]) -> &[u8] {
+        let mut i = tmp.len();
+        if v == 0 {
+            i -= 1;
+            tmp[i] = b'0';
+        }
+        while v > 0 {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        &tmp[i..]
+    }
+}

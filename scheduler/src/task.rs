@@ -1,0 +1,383 @@
+//! The tasklet record and its state machine.
+//!
+//! A [`Task`] is shared (`Arc`) between the user's [`crate::Tasklet`]
+//! handles, its home worker's run queue and whoever holds an
+//! [`crate::park::Unparker`] for it. Its state is split by who writes it:
+//!
+//! * `life` — `BOUND → FRESH → ALIVE → DEAD`. `BOUND` is `Tasklet::new`
+//!   (a body, not set up), `FRESH` is set up but never run, `ALIVE` has
+//!   started on its home worker. Only `setup` (any thread, by CAS) and the
+//!   home worker write it.
+//! * `home` — the worker a tasklet belongs to, plus a `STEALABLE` bit while
+//!   it is fresh and published for thieves. Exactly one CAS clears the bit:
+//!   the owner's (it pins the tasklet before running or moving it) or a
+//!   thief's (it re-homes the tasklet). After a tasklet has started, `home`
+//!   never changes again: started tasklets never move between threads.
+//! * `queued` — in a run queue (the home worker's ring, its inbox, a ticket
+//!   queue or the injector). Written by the home worker, or by a waker that
+//!   has just claimed the tasklet's park.
+//! * `park` — the park word: `seq << 8 | phase << 4 | reason`. `prepare_park`
+//!   moves `IDLE → WAITING` with a new `seq`; exactly one *claimer* (a waker,
+//!   a timer, a killer, the deadlock detector) moves `WAITING → CLAIMED` with
+//!   its reason by CAS; the tasklet itself moves back to `IDLE` when it
+//!   resumes. An `Unparker` carries the `seq` it was made for, so a stale
+//!   one can never wake a later park.
+//! * `kill` — a pending kill request, acted on (by unwinding) the next time
+//!   the tasklet resumes.
+//!
+//! The derived Stackless attributes:
+//! `alive = life ∈ {FRESH, ALIVE}`; `blocked = phase == WAITING`;
+//! `scheduled = queued || phase ∈ {WAITING, CLAIMED}`;
+//! `paused = alive && !scheduled`.
+
+use crate::coroutine::{Coro, Suspender};
+use crate::scheduler::Shared;
+use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
+use std::any::Any;
+use std::cell::UnsafeCell;
+
+pub(crate) type TaskRef = Arc<Task>;
+
+/// Lifecycle values of `Task::life`.
+pub(crate) mod life {
+    pub const BOUND: u8 = 0;
+    pub const FRESH: u8 = 1;
+    pub const ALIVE: u8 = 2;
+    pub const DEAD: u8 = 3;
+}
+
+/// The `home` value of a tasklet that belongs to no worker yet.
+pub(crate) const HOME_NONE: usize = usize::MAX >> 1;
+/// Set in `home` while a fresh tasklet may still be taken by a thief.
+pub(crate) const STEALABLE: usize = 1 << (usize::BITS - 1);
+
+/// Phases of the park word.
+pub(crate) mod phase {
+    pub const IDLE: u64 = 0;
+    pub const WAITING: u64 = 1;
+    pub const CLAIMED: u64 = 2;
+}
+
+/// Why a park ended (the low bits of a claimed park word).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Reason {
+    Woken = 1,
+    TimedOut = 2,
+    Deadlock = 3,
+    Killed = 4,
+}
+
+impl Reason {
+    pub(crate) fn from_bits(b: u64) -> Reason {
+        match b {
+            2 => Reason::TimedOut,
+            3 => Reason::Deadlock,
+            4 => Reason::Killed,
+            _ => Reason::Woken,
+        }
+    }
+}
+
+#[inline(always)]
+pub(crate) fn park_word(seq: u64, phase: u64, reason: u64) -> u64 {
+    (seq << 8) | (phase << 4) | reason
+}
+#[inline(always)]
+pub(crate) fn word_seq(w: u64) -> u64 {
+    w >> 8
+}
+#[inline(always)]
+pub(crate) fn word_phase(w: u64) -> u64 {
+    (w >> 4) & 0xf
+}
+#[inline(always)]
+pub(crate) fn word_reason(w: u64) -> u64 {
+    w & 0xf
+}
+
+/// The unwinding payload of a killed tasklet (Stackless's `TaskletExit`).
+///
+/// A tasklet that catches it with `catch_unwind` keeps living, as in
+/// Stackless; code should not swallow it.
+#[derive(Debug)]
+pub struct TaskletExit;
+
+/// How a finished tasklet ended.
+pub(crate) enum Outcome {
+    Running,
+    Finished,
+    Killed,
+    /// The payload (taken by the first joiner) and its message.
+    Panicked(Option<Box<dyn Any + Send>>, String),
+    /// It could never start (no stack could be mapped).
+    NoStack(String),
+}
+
+pub(crate) struct JoinState {
+    pub(crate) outcome: Outcome,
+    pub(crate) waiters: Vec<crate::park::Unparker>,
+}
+
+/// The shared record of one tasklet. See the module docs for the state machine.
+pub(crate) struct Task {
+    pub(crate) id: u64,
+    pub(crate) is_main: bool,
+    pub(crate) life: AtomicU8,
+    pub(crate) home: AtomicUsize,
+    pub(crate) queued: AtomicBool,
+    pub(crate) park: AtomicU64,
+    pub(crate) kill: AtomicBool,
+    /// The scheduler, once set up (a strong count is held; released on drop).
+    shared: AtomicPtr<Shared>,
+    /// The body until it starts (or dies unstarted).
+    body: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Home-worker-only execution state.
+    pub(crate) exec: UnsafeCell<Exec>,
+    /// The coroutine, touched only by the home worker's loop (never by the
+    /// tasklet's own code, so it is apart from `exec`).
+    pub(crate) coro: UnsafeCell<Option<Coro>>,
+    pub(crate) join: Mutex<JoinState>,
+}
+
+/// State only the home worker thread touches once the tasklet has started.
+#[derive(Default)]
+pub(crate) struct Exec {
+    /// In the home worker's ring (the truth behind `queued`).
+    pub(crate) in_ring: bool,
+    pub(crate) suspender: Option<Suspender>,
+    /// Index in the home worker's registry of started tasklets.
+    pub(crate) slot: usize,
+    /// Guard page and size of its stack (for the overflow report).
+    pub(crate) guard: (usize, usize),
+    pub(crate) usable: usize,
+    /// Set while the tasklet is inside its own `run()` (a watchdog).
+    pub(crate) watchdog: bool,
+    /// Set while the tasklet waits on the nice queue.
+    pub(crate) nice: bool,
+    /// Set while the tasklet has a live timer.
+    pub(crate) timed: bool,
+}
+
+// SAFETY: `exec` is only accessed by the tasklet's home worker thread (the
+// thread that started it; `home` never changes after start), or by the
+// thread that creates/finishes it while no other thread can reach it. Every
+// other field is an atomic or a lock.
+unsafe impl Sync for Task {}
+// SAFETY: the `!Send` parts (`Coro`, `Suspender`) live in `exec`, which only
+// the home worker touches (see above); moving the `Arc` to another thread
+// moves a handle, not the execution state.
+unsafe impl Send for Task {}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Task {
+    pub(crate) fn new(body: Option<Box<dyn FnOnce() + Send>>, is_main: bool) -> TaskRef {
+        Arc::new(Task {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            is_main,
+            life: AtomicU8::new(if is_main { life::ALIVE } else { life::BOUND }),
+            home: AtomicUsize::new(HOME_NONE),
+            queued: AtomicBool::new(false),
+            park: AtomicU64::new(0),
+            kill: AtomicBool::new(false),
+            shared: AtomicPtr::new(std::ptr::null_mut()),
+            body: Mutex::new(body),
+            exec: UnsafeCell::new(Exec::default()),
+            coro: UnsafeCell::new(None),
+            join: Mutex::new(JoinState {
+                outcome: Outcome::Running,
+                waiters: Vec::new(),
+            }),
+        })
+    }
+
+    /// Its `Exec` (home worker only).
+    ///
+    /// # Safety
+    /// The caller is the home worker thread (or the only thread that can
+    /// reach the task), and does not keep the reference across a switch.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn exec(&self) -> &mut Exec {
+        // SAFETY: forwarded to the caller (see above).
+        unsafe { &mut *self.exec.get() }
+    }
+
+    #[inline(always)]
+    pub(crate) fn life(&self) -> u8 {
+        self.life.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn take_body(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        self.body.lock().take()
+    }
+
+    pub(crate) fn has_body(&self) -> bool {
+        self.body.lock().is_some()
+    }
+
+    /// The home worker index, if any (ignoring the stealable bit).
+    #[inline(always)]
+    pub(crate) fn home(&self) -> usize {
+        self.home.load(Ordering::Acquire) & !STEALABLE
+    }
+
+    /// The scheduler this tasklet was set up on.
+    #[inline(always)]
+    pub(crate) fn shared(&self) -> Option<&Shared> {
+        let p = self.shared.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Arc::into_raw` in
+        // `bind_shared` and its strong count is released only in `drop`.
+        unsafe { p.as_ref() }
+    }
+
+    /// Binds the tasklet to a scheduler (once; later calls keep the first).
+    pub(crate) fn bind_shared(&self, s: &Arc<Shared>) {
+        if !self.shared.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        let raw = Arc::into_raw(s.clone()) as *mut Shared;
+        if self
+            .shared
+            .compare_exchange(
+                std::ptr::null_mut(),
+                raw,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // SAFETY: `raw` came from `Arc::into_raw` just above and was not stored.
+            unsafe { drop(Arc::from_raw(raw as *const Shared)) };
+        }
+    }
+
+    /// Whether it is set up on `s`.
+    pub(crate) fn is_on(&self, s: &Shared) -> bool {
+        std::ptr::eq(self.shared.load(Ordering::Acquire), s)
+    }
+
+    /// Pins a fresh stealable tasklet to `me` (the owner's CAS). True when it
+    /// is (now or already) homed at `me`; false when a thief took it.
+    #[inline]
+    pub(crate) fn pin(&self, me: usize) -> bool {
+        let h = self.home.load(Ordering::Acquire);
+        if h & STEALABLE == 0 {
+            return h == me;
+        }
+        if h & !STEALABLE != me {
+            return false;
+        }
+        self.home
+            .compare_exchange(h, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// A thief's claim: re-homes a stealable fresh tasklet to `thief`.
+    #[inline]
+    pub(crate) fn steal(&self, thief: usize) -> bool {
+        let h = self.home.load(Ordering::Acquire);
+        h & STEALABLE != 0
+            && self
+                .home
+                .compare_exchange(h, thief, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Whether a thief could still take it.
+    #[inline]
+    pub(crate) fn stealable(&self) -> bool {
+        self.home.load(Ordering::Acquire) & STEALABLE != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn park_phase(&self) -> u64 {
+        word_phase(self.park.load(Ordering::Acquire))
+    }
+
+    /// Starts a new park: `IDLE → WAITING` with the next sequence number.
+    /// Only the tasklet itself calls this, while running.
+    #[inline]
+    pub(crate) fn prepare_park(&self) -> u64 {
+        let w = self.park.load(Ordering::Relaxed);
+        let seq = word_seq(w).wrapping_add(1) & ((1 << 56) - 1);
+        self.queued.store(false, Ordering::Relaxed);
+        self.park
+            .store(park_word(seq, phase::WAITING, 0), Ordering::Release);
+        seq
+    }
+
+    /// The exactly-once claim of park `seq`. True for the one winner.
+    #[inline]
+    pub(crate) fn claim(&self, seq: u64, reason: Reason) -> bool {
+        self.park
+            .compare_exchange(
+                park_word(seq, phase::WAITING, 0),
+                park_word(seq, phase::CLAIMED, reason as u64),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Claims whatever park is current (a kill or deadlock answer).
+    pub(crate) fn claim_current(&self, reason: Reason) -> Option<u64> {
+        let w = self.park.load(Ordering::Acquire);
+        if word_phase(w) != phase::WAITING {
+            return None;
+        }
+        let seq = word_seq(w);
+        self.claim(seq, reason).then_some(seq)
+    }
+
+    /// Ends the park when the tasklet resumes; returns why it ended.
+    #[inline]
+    pub(crate) fn finish_park(&self) -> Reason {
+        let w = self.park.load(Ordering::Acquire);
+        debug_assert_eq!(word_phase(w), phase::CLAIMED);
+        self.park
+            .store(park_word(word_seq(w), phase::IDLE, 0), Ordering::Release);
+        Reason::from_bits(word_reason(w))
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        matches!(self.life(), life::FRESH | life::ALIVE)
+    }
+
+    pub(crate) fn blocked(&self) -> bool {
+        self.park_phase() == phase::WAITING
+    }
+
+    pub(crate) fn scheduled(&self) -> bool {
+        self.queued.load(Ordering::Acquire) || self.park_phase() != phase::IDLE
+    }
+
+    /// Records how it ended and returns the joiners to wake.
+    pub(crate) fn set_outcome(&self, outcome: Outcome) -> Vec<crate::park::Unparker> {
+        let mut j = self.join.lock();
+        j.outcome = outcome;
+        std::mem::take(&mut j.waiters)
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        let p = *self.shared.get_mut();
+        if !p.is_null() {
+            // SAFETY: the pointer came from `Arc::into_raw` in `bind_shared`
+            // and this is the only place its count is given back.
+            unsafe { drop(Arc::from_raw(p as *const Shared)) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasklet")
+            .field("id", &self.id)
+            .field("main", &self.is_main)
+            .field("life", &self.life())
+            .finish()
+    }
+}
