@@ -214,7 +214,11 @@ impl<T> Dequeue<'_, T> {
         }
         self.armed = false;
         let mut st = self.inner.state.lock();
-        if let Some(pos) = st.queue.iter().position(|w| std::ptr::eq(w.slot, self.slot)) {
+        if let Some(pos) = st
+            .queue
+            .iter()
+            .position(|w| std::ptr::eq(w.slot, self.slot))
+        {
             st.queue.remove(pos);
             st.balance -= self.dir;
         }

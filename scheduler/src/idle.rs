@@ -125,6 +125,7 @@ impl Shared {
 
     /// Pushes `t` (homed at `w`) to `w`'s inbox and wakes `w`.
     pub(crate) fn push_inbox(&self, w: usize, entry: crate::worker::InboxEntry) {
+        entry.task.queued.store(true, Ordering::Release);
         let ws = &self.workers[w];
         ws.inbox.lock().push(entry);
         ws.signal.fetch_or(signal::INBOX, Ordering::SeqCst);
@@ -134,6 +135,7 @@ impl Shared {
     /// Same as [`Shared::push_inbox`] but with the idle lock already held
     /// (the quiescence action).
     fn push_inbox_locked(&self, g: &mut IdleState, w: usize, entry: crate::worker::InboxEntry) {
+        entry.task.queued.store(true, Ordering::Release);
         let ws = &self.workers[w];
         ws.inbox.lock().push(entry);
         ws.signal.fetch_or(signal::INBOX, Ordering::SeqCst);
@@ -143,10 +145,10 @@ impl Shared {
 
     /// The quiescence action, run with the idle lock held by whoever brought
     /// the scheduler to rest (`busy == 0`): revive every watchdog (`run()`
-    /// returns), or else — when no participant thread is running either —
-    /// answer one park with `Deadlock`: `victim` (the park that made the
-    /// scheduler quiescent) if it can still be claimed, else the main
-    /// tasklet's park; a paused main tasklet is revived instead.
+    /// returns); else revive the main tasklet if it is paused; else — when
+    /// no participant thread is running either — answer one park with
+    /// `Deadlock`: `victim` (the park that made the scheduler quiescent) if
+    /// it can still be claimed, else the main tasklet's park.
     ///
     /// `performer` is the performing worker's index (`None` for a foreign
     /// thread); work for the performer itself is returned, not queued.
@@ -170,9 +172,26 @@ impl Shared {
                 }
             }
         }
-        if any_watchdog || g.participants > 0 || self.is_shutdown() {
+        if any_watchdog || self.is_shutdown() {
             return out;
         }
+        // No `run()` is waiting: the main tasklet is the fallback watchdog.
+        // A paused main is revived (Stackless's `revive_main`).
+        let main = self.main_task();
+        if let Some(main) = &main {
+            if main.alive() && !main.scheduled() {
+                if performer == Some(0) {
+                    out.local = Some(main.clone());
+                } else {
+                    self.push_inbox_locked(g, 0, crate::worker::InboxEntry::insert(main.clone()));
+                }
+                return out;
+            }
+        }
+        if g.participants > 0 {
+            return out;
+        }
+        // A true deadlock: the park that brought us here fails, else main's.
         if let Some(v) = victim {
             if v.claim_with(Reason::Deadlock) {
                 match &v.target {
@@ -194,18 +213,12 @@ impl Shared {
                 return out;
             }
         }
-        if let Some(main) = self.main_task() {
+        if let Some(main) = main {
             if let Some(seq) = main.claim_current(Reason::Deadlock) {
                 if performer == Some(0) {
                     out.local = Some(main);
                 } else {
                     self.push_inbox_locked(g, 0, crate::worker::InboxEntry::wake(main, seq));
-                }
-            } else if main.alive() && !main.scheduled() {
-                if performer == Some(0) {
-                    out.local = Some(main);
-                } else {
-                    self.push_inbox_locked(g, 0, crate::worker::InboxEntry::insert(main));
                 }
             }
         }

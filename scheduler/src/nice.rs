@@ -49,7 +49,10 @@ impl WorkerLocal {
                     // deadlock answer): leave the list now.
                     ex.nice = false;
                     let list = self.0.nice_list();
-                    if let Some(pos) = list.iter().rposition(|e| std::sync::Arc::ptr_eq(&e.task, &self.1)) {
+                    if let Some(pos) = list
+                        .iter()
+                        .rposition(|e| std::sync::Arc::ptr_eq(&e.task, &self.1))
+                    {
                         list.remove(pos);
                     }
                     self.0.ws().nice_len.store(list.len(), Ordering::Relaxed);

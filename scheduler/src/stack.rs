@@ -272,11 +272,7 @@ pub(crate) mod overflow {
                 sa.sa_sigaction = handler as *const () as usize;
                 sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
                 libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(
-                    libc::SIGSEGV,
-                    &sa,
-                    std::ptr::addr_of_mut!(PREV_SEGV),
-                );
+                libc::sigaction(libc::SIGSEGV, &sa, std::ptr::addr_of_mut!(PREV_SEGV));
                 libc::sigaction(libc::SIGBUS, &sa, std::ptr::addr_of_mut!(PREV_BUS));
             }
         });

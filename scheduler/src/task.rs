@@ -27,7 +27,8 @@
 //!
 //! The derived Stackless attributes:
 //! `alive = life ∈ {FRESH, ALIVE}`; `blocked = phase == WAITING`;
-//! `scheduled = queued || phase ∈ {WAITING, CLAIMED}`;
+//! `scheduled = queued || phase == WAITING` (a claimer sets `queued` when it
+//! wakes the tasklet);
 //! `paused = alive && !scheduled`.
 
 use crate::coroutine::{Coro, Suspender};
@@ -350,7 +351,7 @@ impl Task {
     }
 
     pub(crate) fn scheduled(&self) -> bool {
-        self.queued.load(Ordering::Acquire) || self.park_phase() != phase::IDLE
+        self.queued.load(Ordering::Acquire) || self.park_phase() == phase::WAITING
     }
 
     /// Records how it ended and returns the joiners to wake.

@@ -363,8 +363,7 @@ fn insert_remote(s: &Shared, t: &TaskRef) {
     if home >= s.nworkers {
         return;
     }
-    if t
-        .queued
+    if t.queued
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
@@ -397,9 +396,13 @@ pub(crate) fn setup_on(t: &TaskRef, on: Option<&Scheduler>) -> Result<(), SetupE
     if let Some(w) = local {
         w.ensure_stack().map_err(SetupError::Io)?;
     }
-    if t
-        .life
-        .compare_exchange(life::BOUND, life::FRESH, Ordering::AcqRel, Ordering::Acquire)
+    if t.life
+        .compare_exchange(
+            life::BOUND,
+            life::FRESH,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
         .is_err()
     {
         return Err(SetupError::Tasklet(match t.life() {

@@ -43,7 +43,7 @@ const SEARCH_ROUNDS: u32 = 24;
 /// An entry of a worker's inbox: a tasklet homed there that another thread
 /// made runnable.
 pub(crate) struct InboxEntry {
-    task: TaskRef,
+    pub(crate) task: TaskRef,
     /// `Some(seq)`: a claimed wake of park `seq`; `None`: an insert of a
     /// paused tasklet (or a kill of one).
     seq: Option<u64>,
@@ -241,8 +241,11 @@ fn attach_default() -> Option<&'static WorkerLocal> {
     main_task.home.store(0, Ordering::Release);
     main_task.queued.store(true, Ordering::Release);
     *shared.main.lock() = Some(main_task.clone());
-    let w: &'static WorkerLocal =
-        Box::leak(Box::new(WorkerLocal::new(0, shared.clone(), Some(main_task))));
+    let w: &'static WorkerLocal = Box::leak(Box::new(WorkerLocal::new(
+        0,
+        shared.clone(),
+        Some(main_task),
+    )));
     install(w);
     for i in 1..shared.nworkers {
         let s = shared.clone();
@@ -287,7 +290,9 @@ pub(crate) fn wake_task(t: TaskRef, at: Placement) -> bool {
             return true;
         }
     }
-    let Some(shared) = t.shared() else { return false };
+    let Some(shared) = t.shared() else {
+        return false;
+    };
     if local().is_none() {
         // A foreign thread waking a tasklet takes part in the scheduler.
         if let Some(arc) = shared_arc(shared) {
@@ -413,9 +418,7 @@ impl WorkerLocal {
             // SAFETY: the main task is only reachable by this thread so far.
             unsafe { m.exec().in_ring = true };
         }
-        let current = main
-            .as_ref()
-            .map_or(std::ptr::null(), |m| Arc::as_ptr(m));
+        let current = main.as_ref().map_or(std::ptr::null(), |m| Arc::as_ptr(m));
         WorkerLocal {
             index,
             shared,
@@ -983,27 +986,21 @@ impl WorkerLocal {
 
     /// `t.kill()` for a started or fresh tasklet of this worker.
     pub(crate) fn kill_local(&self, t: &TaskRef) {
-        if t.life() == life::FRESH {
-            // Never started: it dies without running its body.
-            t.kill.store(true, Ordering::Release);
-            self.ring_remove(t);
-            drop(t.take_body());
-            t.life.store(life::DEAD, Ordering::Release);
-            for j in t.set_outcome(Outcome::Killed) {
-                j.unpark();
+        t.kill.store(true, Ordering::Release);
+        if std::thread::panicking() {
+            // We cannot switch while unwinding: the target dies when it next runs.
+            if t.life() == life::FRESH {
+                self.die_unstarted(t, Outcome::Killed);
+            } else {
+                let _ = t.claim_current(Reason::Killed);
+                self.push_woken(t.clone(), Placement::Tail);
             }
             return;
         }
-        t.kill.store(true, Ordering::Release);
-        if let Some(seq) = t.claim_current(Reason::Killed) {
-            let _ = seq;
-            // SAFETY: `t` is homed here.
-            unsafe { t.exec().in_ring = false };
-        }
-        if std::thread::panicking() {
-            self.ring_push_back(t.clone());
-            return;
-        }
+        // Stackless's kill is a throw: switch to the target (rotating the
+        // ring if it is in it) so it unwinds now. A never-started target dies
+        // at once when the loop tries to start it.
+        let _ = t.claim_current(Reason::Killed);
         self.ring_make_head(t);
         self.switch_out();
     }
@@ -1409,7 +1406,12 @@ fn tasklet_main(
 ) {
     // SAFETY: the worker outlives its tasklets (it kills them all before it
     // is dropped) and the task is kept alive by the worker's registry.
-    let (w, t) = unsafe { (&*(worker_ptr as *const WorkerLocal), &*(task_ptr as *const Task)) };
+    let (w, t) = unsafe {
+        (
+            &*(worker_ptr as *const WorkerLocal),
+            &*(task_ptr as *const Task),
+        )
+    };
     #[cfg(loom)]
     install(w);
     // SAFETY: running on the tasklet's own stack, on its home worker.
