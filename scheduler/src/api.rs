@@ -149,7 +149,11 @@ pub fn sleep(d: Duration) {
     let deadline = Instant::now() + d;
     match worker::local_or_default() {
         Some(w) => {
-            if std::thread::panicking() || w.shared.is_shutdown() {
+            if std::thread::panicking() {
+                return;
+            }
+            if w.shared.is_shutdown() {
+                w.shutdown_point();
                 return;
             }
             let _ = crate::worker::prepare_park(false);

@@ -25,6 +25,31 @@ pub(crate) struct IdleState {
     pub(crate) participants: usize,
     /// Workers woken by `wakep` that start out searching.
     pub(crate) woken_searching: Vec<usize>,
+    /// Per sleeping worker: its last deadlock-eligible park and when it
+    /// happened (see [`stamp`]); the deadlock victim is the newest.
+    pub(crate) candidates: Vec<Option<(u64, crate::park::Unparker)>>,
+}
+
+/// A cheap clock that orders events across threads: the time stamp counter
+/// where there is one (synchronised across cores on current x86-64), a
+/// monotonic clock elsewhere. Used only to pick the newest park as the
+/// deadlock victim, never for correctness.
+#[inline]
+pub(crate) fn stamp() -> u64 {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        // SAFETY: `rdtsc` has no preconditions on x86-64.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
+    }
 }
 
 impl Idle {
@@ -34,6 +59,7 @@ impl Idle {
                 sleeping: Vec::new(),
                 participants: 0,
                 woken_searching: Vec::new(),
+                candidates: (0..n).map(|_| None).collect(),
             }),
             busy: AtomicUsize::new(n),
             searching: AtomicUsize::new(0),
@@ -46,6 +72,7 @@ impl Idle {
         let mut g = self.state.lock();
         g.sleeping.clear();
         g.woken_searching.clear();
+        g.candidates.iter_mut().for_each(|c| *c = None);
         self.busy.store(n, Ordering::SeqCst);
         self.searching.store(0, Ordering::SeqCst);
         self.sleepers.store(0, Ordering::SeqCst);
@@ -191,8 +218,15 @@ impl Shared {
         if g.participants > 0 {
             return out;
         }
-        // A true deadlock: the park that brought us here fails, else main's.
-        if let Some(v) = victim {
+        // A true deadlock: the newest blocking park fails (Stackless raises
+        // the error in the last tasklet that tried to block), else main's.
+        let mut newest: Vec<(u64, crate::park::Unparker)> = victim
+            .map(|v| (u64::MAX, v.clone()))
+            .into_iter()
+            .chain(g.candidates.iter_mut().filter_map(|c| c.take()))
+            .collect();
+        newest.sort_by_key(|c| std::cmp::Reverse(c.0));
+        for (_, v) in &newest {
             if v.claim_with(Reason::Deadlock) {
                 match &v.target {
                     crate::park::Target::Tasklet(t) => {
@@ -200,11 +234,10 @@ impl Shared {
                         if Some(home) == performer {
                             out.local = Some(t.clone());
                         } else {
-                            let seq = v.seq;
                             self.push_inbox_locked(
                                 g,
                                 home,
-                                crate::worker::InboxEntry::wake(t.clone(), seq),
+                                crate::worker::InboxEntry::wake(t.clone(), v.seq),
                             );
                         }
                     }

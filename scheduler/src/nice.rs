@@ -23,7 +23,11 @@ use crate::worker::{NiceEntry, WorkerLocal};
 impl WorkerLocal {
     /// Parks the running tasklet until the next `run_nice()`.
     pub(crate) fn be_nice(&self) {
-        if std::thread::panicking() || self.shared.is_shutdown() {
+        if std::thread::panicking() {
+            return;
+        }
+        if self.shared.is_shutdown() {
+            self.shutdown_point();
             return;
         }
         let u = crate::worker::prepare_park(false);

@@ -82,7 +82,9 @@ pub(crate) struct WorkerLocal {
     registry: UnsafeCell<Vec<TaskRef>>,
     pub(crate) timers: UnsafeCell<Timers>,
     stacks: UnsafeCell<crate::stack::LocalPool>,
-    last_parked: UnsafeCell<Option<Unparker>>,
+    /// The last deadlock-eligible park on this worker, with its time stamp,
+    /// while nothing else has run here since (the deadlock victim candidate).
+    last_parked: UnsafeCell<Option<(u64, Unparker)>>,
     pub(crate) nice: UnsafeCell<VecDeque<NiceEntry>>,
     /// Whether the running tasklet's prepared park may get a deadlock answer.
     park_eligible: Cell<bool>,
@@ -488,7 +490,7 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    fn last_parked(&self) -> &mut Option<Unparker> {
+    fn last_parked(&self) -> &mut Option<(u64, Unparker)> {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.last_parked.get() }
     }
@@ -829,6 +831,23 @@ impl WorkerLocal {
         self.check_kill();
     }
 
+    /// Called where a tasklet cannot suspend because the scheduler is
+    /// shutting down: makes sure this worker has begun its shutdown (which
+    /// kills every tasklet here), then unwinds the running tasklet. A
+    /// tasklet that spins on a failing call can therefore not outlive the
+    /// shutdown.
+    #[cold]
+    pub(crate) fn shutdown_point(&self) {
+        if !self.stopping.get() {
+            self.handle_signals();
+            if !self.stopping.get() {
+                self.stopping.set(true);
+                self.kill_all();
+            }
+        }
+        self.check_kill();
+    }
+
     /// Unwinds the running tasklet if it has a pending kill.
     #[inline]
     pub(crate) fn check_kill(&self) {
@@ -849,6 +868,9 @@ impl WorkerLocal {
         }
         let ring = self.ring();
         if ring.len() <= 1 || std::thread::panicking() {
+            if self.shared.is_shutdown() {
+                self.shutdown_point();
+            }
             self.check_kill();
             return;
         }
@@ -915,6 +937,9 @@ impl WorkerLocal {
             }
             _ => {}
         }
+        if self.shared.is_shutdown() && !std::thread::panicking() {
+            self.shutdown_point();
+        }
         if std::thread::panicking() || self.shared.is_shutdown() {
             if cur.claim(seq, Reason::Deadlock) {
                 cur.finish_park();
@@ -930,10 +955,13 @@ impl WorkerLocal {
             unsafe { cur.exec().timed = true };
         }
         if self.park_eligible.get() && deadline.is_none() {
-            *self.last_parked() = Some(Unparker {
-                target: Target::Tasklet(cur.clone()),
-                seq,
-            });
+            *self.last_parked() = Some((
+                crate::idle::stamp(),
+                Unparker {
+                    target: Target::Tasklet(cur.clone()),
+                    seq,
+                },
+            ));
         }
         self.park_eligible.set(true);
         self.switch_out_raw();
@@ -1240,13 +1268,14 @@ impl WorkerLocal {
                 return;
             }
             g.sleeping.push((me, holds_busy));
+            g.candidates[me] = self.last_parked().take();
             if !holds_busy {
                 let busy = sh.idle.busy.fetch_sub(1, Ordering::SeqCst) - 1;
                 if busy == 0 {
-                    let victim = self.last_parked().take();
-                    let q = sh.on_quiescent(&mut g, Some(me), victim.as_ref());
+                    let q = sh.on_quiescent(&mut g, Some(me), None);
                     if q.local.is_some() || q.revive_local {
                         sh.take_sleeper(&mut g, me);
+                        *self.last_parked() = g.candidates[me].take();
                         ws.sleeping.store(false, Ordering::SeqCst);
                         drop(g);
                         self.apply_quiescent(q);
@@ -1263,6 +1292,7 @@ impl WorkerLocal {
         ws.parker.park(deadline);
         let mut g = sh.idle.state.lock();
         sh.take_sleeper(&mut g, me);
+        *self.last_parked() = g.candidates[me].take();
         if let Some(pos) = g.woken_searching.iter().position(|&w| w == me) {
             g.woken_searching.swap_remove(pos);
             self.searching.set(true);

@@ -1,0 +1,3 @@
+module stackless-benches-go
+
+go 1.19
