@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// // No set-up needed: the first use enters the default scheduler.
-/// let t = stackless::spawn(|| println!("scheduled once"));
-/// stackless::run();
+/// let t = stackless_scheduler::spawn(|| println!("scheduled once"));
+/// stackless_scheduler::run();
 /// assert!(!t.alive());
 /// ```
 pub fn spawn(f: impl FnOnce() + Send + 'static) -> Tasklet {
@@ -100,7 +100,7 @@ pub fn runcount() -> usize {
 /// The BeNice frame loop (EVE Online's pattern):
 ///
 /// ```
-/// use stackless::{be_nice, run, run_nice, spawn, Scheduler};
+/// use stackless_scheduler::{be_nice, run, run_nice, spawn, Scheduler};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
 ///

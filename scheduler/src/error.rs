@@ -13,7 +13,9 @@ pub enum TaskletError {
     /// "You cannot run an unbound(dead) tasklet".
     Dead,
     /// `insert`/`run`/`switch`/`remove` of a tasklet blocked on a channel or
-    /// the nice queue: "You cannot run a blocked tasklet".
+    /// the nice queue: "You cannot run a blocked tasklet". (Stackless words
+    /// the `remove` case "You cannot remove a blocked tasklet."; one variant
+    /// covers all four operations so that one match catches them.)
     Blocked,
     /// `remove` (or `join`) of the running tasklet:
     /// "The current tasklet cannot be removed."

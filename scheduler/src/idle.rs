@@ -162,6 +162,7 @@ impl Shared {
     /// Same as [`Shared::push_inbox`] but with the idle lock already held
     /// (the quiescence action).
     fn push_inbox_locked(&self, g: &mut IdleState, w: usize, entry: crate::worker::InboxEntry) {
+        entry.task.mark_woken();
         entry.task.queued.store(true, Ordering::Release);
         let ws = &self.workers[w];
         ws.inbox.lock().push(entry);

