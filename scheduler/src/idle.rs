@@ -41,7 +41,13 @@ pub(crate) fn stamp() -> u64 {
         // SAFETY: `rdtsc` has no preconditions on x86-64.
         unsafe { core::arch::x86_64::_rdtsc() }
     }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    #[cfg(loom)]
+    {
+        // Deterministic under loom (the model replays executions).
+        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(all(not(target_arch = "x86_64"), not(loom)))]
     {
         use std::sync::OnceLock;
         static START: OnceLock<std::time::Instant> = OnceLock::new();
@@ -82,8 +88,11 @@ impl Idle {
 /// What the quiescence action left for the worker that performed it.
 #[derive(Default)]
 pub(crate) struct Quiescent {
-    /// A tasklet of the performer to push on its own run queue.
+    /// A tasklet of the performer whose park the action claimed: to wake
+    /// on the performer's own run queue.
     pub(crate) local: Option<TaskRef>,
+    /// The performer's paused main tasklet, to insert (revive).
+    pub(crate) revive_main: Option<TaskRef>,
     /// The performer's innermost watchdog must be revived.
     pub(crate) revive_local: bool,
     /// The performer itself (a foreign thread) is the deadlock victim.
@@ -94,7 +103,9 @@ impl Shared {
     /// Wakes worker `w` after publishing work for it (an inbox entry or a
     /// signal bit): the waker's half of the sleep handshake.
     pub(crate) fn notify_worker(&self, w: usize) {
-        fence(Ordering::SeqCst);
+        if !crate::sync::weakened(crate::sync::Weakness::NoSleepFence) {
+            fence(Ordering::SeqCst);
+        }
         if self.workers[w].sleeping.load(Ordering::SeqCst) {
             let mut g = self.idle.state.lock();
             self.take_sleeper(&mut g, w);
@@ -162,7 +173,9 @@ impl Shared {
     /// Same as [`Shared::push_inbox`] but with the idle lock already held
     /// (the quiescence action).
     fn push_inbox_locked(&self, g: &mut IdleState, w: usize, entry: crate::worker::InboxEntry) {
-        entry.task.mark_woken();
+        if entry.is_wake() {
+            entry.task.mark_woken();
+        }
         entry.task.queued.store(true, Ordering::Release);
         let ws = &self.workers[w];
         ws.inbox.lock().push(entry);
@@ -209,7 +222,7 @@ impl Shared {
         if let Some(main) = &main {
             if main.alive() && !main.scheduled() {
                 if performer == Some(0) {
-                    out.local = Some(main.clone());
+                    out.revive_main = Some(main.clone());
                 } else {
                     self.push_inbox_locked(g, 0, crate::worker::InboxEntry::insert(main.clone()));
                 }

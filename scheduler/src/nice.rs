@@ -55,7 +55,7 @@ impl WorkerLocal {
                     let list = self.0.nice_list();
                     if let Some(pos) = list
                         .iter()
-                        .rposition(|e| std::sync::Arc::ptr_eq(&e.task, &self.1))
+                        .rposition(|e| crate::sync::Arc::ptr_eq(&e.task, &self.1))
                     {
                         list.remove(pos);
                     }

@@ -356,6 +356,11 @@ impl ThreadParker {
             if task::word_seq(w) != seq || task::word_phase(w) == phase::WOKEN {
                 break;
             }
+            if task::word_phase(w) == phase::CLAIMED
+                && crate::sync::weakened(crate::sync::Weakness::TrustClaim)
+            {
+                break;
+            }
             if task::word_phase(w) == phase::CLAIMED {
                 // Someone won the claim and is handing over: its wake follows.
                 g = self.cv.wait(g);

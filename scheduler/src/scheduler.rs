@@ -125,6 +125,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Drops whatever the queues still hold once every worker has stopped:
+    /// stale wakes of tasklets that died meanwhile. (A task holds a strong
+    /// count of its scheduler, so leaving them would leak both.)
+    fn clear_queues(&self) {
+        for w in self.workers.iter() {
+            drop(std::mem::take(&mut *w.inbox.lock()));
+            drop(std::mem::take(&mut *w.tickets.lock()));
+            w.tickets_len.store(0, Ordering::SeqCst);
+            w.signal.store(0, Ordering::SeqCst);
+        }
+        drop(std::mem::take(&mut *self.injector.lock()));
+        self.injector_len.store(0, Ordering::SeqCst);
+        let mut g = self.idle.state.lock();
+        g.candidates.iter_mut().for_each(|c| *c = None);
+    }
+
     #[inline]
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
@@ -295,6 +311,7 @@ impl Scheduler {
         local.release();
         drop(local);
         *shared.main.lock() = None;
+        shared.clear_queues();
         shared.entered.store(false, Ordering::Release);
         match result {
             Ok(r) => r,
@@ -326,14 +343,14 @@ impl Scheduler {
     /// so while it runs, tasklets waiting for it are never reported as
     /// deadlocked (a plain `std::thread` is registered only once it first
     /// touches the scheduler). See `idle/README.md`.
-    pub fn spawn_thread<F, T>(&self, f: F) -> std::thread::JoinHandle<T>
+    pub fn spawn_thread<F, T>(&self, f: F) -> crate::sync::JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
         let shared = self.shared.clone();
         shared.participant_started();
-        std::thread::spawn(move || {
+        crate::sync::spawn_any_thread(move || {
             worker::adopt_participant(shared);
             f()
         })
@@ -341,6 +358,7 @@ impl Scheduler {
 }
 
 /// The process-wide default scheduler, built on first use.
+#[cfg(not(loom))]
 pub(crate) fn default_scheduler() -> &'static Scheduler {
     use std::sync::OnceLock;
     static DEFAULT: OnceLock<Scheduler> = OnceLock::new();

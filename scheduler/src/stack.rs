@@ -84,11 +84,13 @@ impl Stack {
     }
 
     /// Highest address (the stack grows down from here).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn top(&self) -> usize {
         self.base + self.total
     }
 
     /// Lowest usable address (just above the guard page).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn limit(&self) -> usize {
         self.base + page_size()
     }
@@ -227,6 +229,7 @@ impl LocalPool {
     }
 }
 
+#[cfg(not(loom))]
 /// Stack-overflow detection: a SIGSEGV/SIGBUS handler that recognises a fault
 /// in the guard page of the tasklet running on this thread, prints which
 /// tasklet overflowed and its stack size, and aborts. Other faults go to the

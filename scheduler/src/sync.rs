@@ -107,7 +107,16 @@ mod imp {
         std::thread::yield_now();
     }
 
-    pub use std::thread::{current as current_thread, park, park_timeout, Thread};
+    pub use std::thread::{current as current_thread, park, park_timeout, JoinHandle, Thread};
+
+    /// Starts an OS thread (a loom thread under loom).
+    pub fn spawn_any_thread<F, T>(f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        std::thread::spawn(f)
+    }
 
     pub fn spawn_thread<F>(name: String, f: F) -> std::io::Result<std::thread::JoinHandle<()>>
     where
@@ -211,7 +220,15 @@ mod imp {
         loom::thread::yield_now();
     }
 
-    pub use loom::thread::{current as current_thread, park, Thread};
+    pub use loom::thread::{current as current_thread, park, JoinHandle, Thread};
+
+    pub fn spawn_any_thread<F, T>(f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        loom::thread::spawn(f)
+    }
 
     pub fn park_timeout(_d: std::time::Duration) {
         loom::thread::park();
@@ -224,14 +241,90 @@ mod imp {
         Ok(loom::thread::spawn(f))
     }
 
+    /// loom's `thread_local!` takes no `const { }` initialisers: unwrap them.
     macro_rules! sync_thread_local {
-        ($($tt:tt)*) => { loom::thread_local!($($tt)*); };
+        () => {};
+        ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const { $init:expr }; $($rest:tt)*) => {
+            loom::thread_local!($(#[$attr])* $vis static $name: $t = $init);
+            $crate::sync::thread_local!($($rest)*);
+        };
+        ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
+            loom::thread_local!($(#[$attr])* $vis static $name: $t = $init);
+            $crate::sync::thread_local!($($rest)*);
+        };
     }
     pub(crate) use sync_thread_local as thread_local;
 }
 
 pub(crate) use imp::thread_local;
 pub use imp::*;
+
+/// Test-only weakenings of the protocols, compiled only under `cfg(loom)`:
+/// each switch removes one step (a fence, a re-check, a phase) so that the
+/// loom models in `loom-tests/` can show that they catch the resulting bug.
+/// The switches live in a plain (non-loom) thread-local: loom runs all the
+/// threads of one model on the test's OS thread, so a model sees the
+/// switches its test set, and tests running in parallel do not.
+#[cfg(loom)]
+pub mod weaken {
+    use std::cell::Cell;
+
+    /// One protocol step that a model may remove.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u32)]
+    pub enum Weakness {
+        /// A worker goes to sleep without re-checking for work after
+        /// announcing that it sleeps (idle/README.md, "Going to sleep").
+        NoRecheckBeforeSleep = 1,
+        /// Waker and sleeper skip the `SeqCst` fences of the sleep handshake.
+        NoSleepFence = 2,
+        /// A parked party trusts a *claim* of its park as a finished
+        /// hand-off (no `WOKEN` phase): it may run before the waker is done.
+        TrustClaim = 4,
+        /// The worker loop decides "mine" from `home` and `life` read
+        /// separately, racing with a thief that steals and starts a tasklet.
+        RacyOwnership = 8,
+    }
+
+    std::thread_local! {
+        static ON: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Turns the given weaknesses on for models run on this thread.
+    pub fn set(ws: &[Weakness]) {
+        ON.with(|c| c.set(ws.iter().fold(0, |a, w| a | *w as u32)));
+    }
+
+    /// Whether `w` is on.
+    pub fn on(w: Weakness) -> bool {
+        ON.with(|c| c.get() & w as u32 != 0)
+    }
+}
+
+/// Whether a test-only weakening is on (always false outside loom).
+#[cfg(loom)]
+#[inline(always)]
+pub(crate) fn weakened(w: weaken::Weakness) -> bool {
+    weaken::on(w)
+}
+
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn weakened(_: Weakness) -> bool {
+    false
+}
+
+/// Outside loom the weaknesses exist only as names.
+#[cfg(not(loom))]
+#[derive(Clone, Copy)]
+pub(crate) enum Weakness {
+    NoRecheckBeforeSleep,
+    NoSleepFence,
+    TrustClaim,
+    RacyOwnership,
+}
+#[cfg(loom)]
+pub(crate) use weaken::Weakness;
 
 /// A small test-and-test-and-set spin lock whose unlock is a plain release
 /// store: one atomic read-modify-write per critical section. Meant for the

@@ -30,8 +30,8 @@
 //!
 //! The derived Stackless attributes:
 //! `alive = life ∈ {FRESH, ALIVE}`; `blocked = phase == WAITING`;
-//! `scheduled = queued || phase == WAITING` (a claimer sets `queued` when it
-//! wakes the tasklet);
+//! `scheduled = queued || phase ∈ {WAITING, CLAIMED}` (a claim in flight
+//! counts; the claimer sets `queued` when it publishes the wake);
 //! `paused = alive && !scheduled`.
 
 use crate::coroutine::{Coro, Suspender};
@@ -350,11 +350,22 @@ impl Task {
         }
     }
 
+    /// Waits out a hand-off in flight: while another thread has claimed this
+    /// tasklet's park but not yet published the wake (`CLAIMED`), nothing
+    /// else may make the tasklet runnable. The claimer is a few
+    /// instructions from done (it holds a channel lock at most).
+    #[inline]
+    pub(crate) fn settle(&self) {
+        while word_phase(self.park.load(Ordering::Acquire)) == phase::CLAIMED {
+            crate::sync::yield_thread();
+        }
+    }
+
     /// Ends the park when the tasklet resumes; returns why it ended.
     #[inline]
     pub(crate) fn finish_park(&self) -> Reason {
+        self.settle();
         let w = self.park.load(Ordering::Acquire);
-        debug_assert_eq!(word_phase(w), phase::WOKEN);
         self.park
             .store(park_word(word_seq(w), phase::IDLE, 0), Ordering::Release);
         Reason::from_bits(word_reason(w))
@@ -369,7 +380,8 @@ impl Task {
     }
 
     pub(crate) fn scheduled(&self) -> bool {
-        self.queued.load(Ordering::Acquire) || self.park_phase() == phase::WAITING
+        self.queued.load(Ordering::Acquire)
+            || matches!(self.park_phase(), phase::WAITING | phase::CLAIMED)
     }
 
     /// Records how it ended and returns the joiners to wake.
@@ -382,7 +394,7 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        let p = *self.shared.get_mut();
+        let p = self.shared.load(Ordering::Acquire);
         if !p.is_null() {
             // SAFETY: the pointer came from `Arc::into_raw` in `bind_shared`
             // and this is the only place its count is given back.

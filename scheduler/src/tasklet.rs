@@ -127,7 +127,7 @@ impl Tasklet {
         }
         match locate(t) {
             Loc::Local(w) => {
-                w.sync_inbox();
+                w.sync_target(t);
                 if w.is_current(t) {
                     return Ok(());
                 }
@@ -166,7 +166,7 @@ impl Tasklet {
         }
         match locate(t) {
             Loc::Local(w) => {
-                w.sync_inbox();
+                w.sync_target(t);
                 if t.blocked() {
                     return Err(TaskletError::Blocked);
                 }
@@ -211,7 +211,7 @@ impl Tasklet {
         }
         match locate(t) {
             Loc::Local(w) => {
-                w.sync_inbox();
+                w.sync_target(t);
                 w.run_local(t, switch)
             }
             Loc::Remote(_) if switch => Err(TaskletError::OtherWorker),
@@ -244,7 +244,7 @@ impl Tasklet {
         }
         match locate(t) {
             Loc::Local(w) => {
-                w.sync_inbox();
+                w.sync_target(t);
                 w.kill_local(t);
                 Ok(())
             }
@@ -440,6 +440,49 @@ pub(crate) fn setup_on(t: &TaskRef, on: Option<&Scheduler>) -> Result<(), SetupE
     }
 }
 
+/// Sets a bound tasklet up on worker `index` of `shared`, not stealable.
+fn setup_pinned(t: &TaskRef, shared: &Arc<Shared>, index: usize) -> std::io::Result<()> {
+    if index >= shared.nworkers {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "stackless: no worker {index} (the scheduler has {})",
+                shared.nworkers
+            ),
+        ));
+    }
+    let s = shared.stacks.take()?;
+    shared.stacks.give(vec![s]);
+    if t.life
+        .compare_exchange(
+            life::BOUND,
+            life::FRESH,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        return Err(std::io::Error::other(TaskletError::Alive.to_string()));
+    }
+    t.bind_shared(shared);
+    if shared.is_shutdown() && shared.entered.load(Ordering::Acquire) {
+        die_at_birth(t, shared);
+        return Ok(());
+    }
+    t.home.store(index, Ordering::Release);
+    match worker::local() {
+        Some(w) if Arc::ptr_eq(&w.shared, shared) && w.index == index => {
+            w.ring_push_back(t.clone());
+        }
+        Some(_) => shared.push_inbox(index, InboxEntry::insert(t.clone())),
+        None => {
+            worker::register_participant(shared);
+            shared.push_inbox(index, InboxEntry::insert(t.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// A tasklet set up during shutdown dies without running.
 fn die_at_birth(t: &TaskRef, shared: &Arc<Shared>) {
     t.bind_shared(shared);
@@ -484,7 +527,7 @@ fn inject(shared: &Arc<Shared>, t: &TaskRef) -> std::io::Result<()> {
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct TaskletBuilder {
-    _private: (),
+    worker: Option<usize>,
 }
 
 impl TaskletBuilder {
@@ -493,11 +536,27 @@ impl TaskletBuilder {
         TaskletBuilder::default()
     }
 
+    /// Places the tasklet on worker `index` (at the tail of its queue, from
+    /// any thread) instead of the caller's, and never lets another worker
+    /// steal it. Spawning fails with `InvalidInput` if there is no such
+    /// worker.
+    pub fn worker(mut self, index: usize) -> TaskletBuilder {
+        self.worker = Some(index);
+        self
+    }
+
     /// Creates and sets up a tasklet on the current scheduler (like
     /// [`crate::spawn`]); the error names `vm.max_map_count` when stacks
     /// ran out.
     pub fn spawn(self, f: impl FnOnce() + Send + 'static) -> std::io::Result<Tasklet> {
         let t = Tasklet::new(f);
+        if let Some(i) = self.worker {
+            let shared = worker::local_or_default()
+                .map(|w| w.shared.clone())
+                .or_else(worker::current_shared)
+                .ok_or_else(|| std::io::Error::other("stackless: no scheduler"))?;
+            return setup_pinned(&t.0, &shared, i).map(|()| t);
+        }
         match setup_on(&t.0, None) {
             Ok(()) => Ok(t),
             Err(SetupError::Io(e)) => Err(e),
@@ -512,6 +571,9 @@ impl TaskletBuilder {
         f: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<Tasklet> {
         let t = Tasklet::new(f);
+        if let Some(i) = self.worker {
+            return setup_pinned(&t.0, &sched.shared, i).map(|()| t);
+        }
         match setup_on(&t.0, Some(sched)) {
             Ok(()) => Ok(t),
             Err(SetupError::Io(e)) => Err(e),

@@ -37,8 +37,9 @@ use std::time::Instant;
 
 /// How often (in resumes) the loop looks at its timers while busy.
 const TIMER_TICK: u32 = 61;
-/// Rounds a worker spends looking for work to steal before sleeping.
-const SEARCH_ROUNDS: u32 = 24;
+/// Rounds a worker spends looking for work to steal before sleeping (one
+/// under loom: spinning only multiplies the interleavings to explore).
+const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
 
 /// An entry of a worker's inbox: a tasklet homed there that another thread
 /// made runnable.
@@ -58,6 +59,9 @@ impl InboxEntry {
     }
     pub(crate) fn insert(task: TaskRef) -> InboxEntry {
         InboxEntry { task, seq: None }
+    }
+    pub(crate) fn is_wake(&self) -> bool {
+        self.seq.is_some()
     }
 }
 
@@ -653,8 +657,20 @@ impl WorkerLocal {
                     .store(Arc::as_ptr(&head) as *mut Task, Ordering::Relaxed);
                 return;
             }
-            if head.home() != self.index || !head.is_on(&self.shared) {
-                // A stale entry: a thief took this fresh tasklet.
+            // One atomic decision: a fresh tasklet is pinned here (or was
+            // taken by a thief, leaving a stale entry); a started one is ours
+            // for good. Reading `home` and `life` separately would race with
+            // a thief that steals and starts it in between.
+            if crate::sync::weakened(crate::sync::Weakness::RacyOwnership) {
+                if head.home() != self.index {
+                    self.ring().pop_front();
+                    continue;
+                }
+                if head.life() == life::FRESH && !head.pin(self.index) {
+                    self.ring().pop_front();
+                    continue;
+                }
+            } else if !head.pin(self.index) {
                 self.ring().pop_front();
                 continue;
             }
@@ -668,10 +684,6 @@ impl WorkerLocal {
     /// Starts a fresh tasklet at the head of the ring. False when it could
     /// not start (stolen, killed before starting, or no stack).
     fn start(&self, t: &TaskRef) -> bool {
-        if !t.pin(self.index) {
-            self.ring().pop_front();
-            return false;
-        }
         self.note_fresh_start();
         let body = t.take_body();
         let body = match body {
@@ -928,6 +940,9 @@ impl WorkerLocal {
             phase::IDLE => return Wake::Woken,
             // Claimed and woken before we even left: consume the wake-up.
             phase::WOKEN => return self.end_park(&cur, false),
+            phase::CLAIMED if crate::sync::weakened(crate::sync::Weakness::TrustClaim) => {
+                return self.end_park(&cur, false)
+            }
             // `CLAIMED`: a claimer is handing over; we leave and its wake
             // (to our inbox) brings us back. `WAITING`: the usual case.
             _ => {}
@@ -989,6 +1004,15 @@ impl WorkerLocal {
 
     // ----- operations on other tasklets (Tasklet methods, local case) ---------------
 
+    /// Prepares an operation on tasklet `t` of this worker: lets a hand-off
+    /// in flight finish, then drains the inbox so that every tasklet woken
+    /// for us is in the ring.
+    #[inline]
+    pub(crate) fn sync_target(&self, t: &Task) {
+        t.settle();
+        self.sync_inbox();
+    }
+
     /// Drains the inbox so that every tasklet woken for us is in the ring.
     #[inline]
     pub(crate) fn sync_inbox(&self) {
@@ -1031,6 +1055,10 @@ impl WorkerLocal {
         // at once when the loop tries to start it.
         if t.claim_current(Reason::Killed).is_some() {
             t.mark_woken();
+        } else {
+            // Someone else may have just won the claim (a waker on another
+            // thread): let its hand-off finish and take its wake first.
+            self.sync_target(t);
         }
         self.ring_make_head(t);
         self.switch_out();
@@ -1262,8 +1290,11 @@ impl WorkerLocal {
             let mut g = sh.idle.state.lock();
             ws.sleeping.store(true, Ordering::SeqCst);
             sh.idle.sleepers.fetch_add(1, Ordering::SeqCst);
-            crate::sync::fence(Ordering::SeqCst);
-            let found = ws.signal.load(Ordering::SeqCst) != 0 || self.steal();
+            if !crate::sync::weakened(crate::sync::Weakness::NoSleepFence) {
+                crate::sync::fence(Ordering::SeqCst);
+            }
+            let found = !crate::sync::weakened(crate::sync::Weakness::NoRecheckBeforeSleep)
+                && (ws.signal.load(Ordering::SeqCst) != 0 || self.steal());
             if found {
                 sh.idle.sleepers.fetch_sub(1, Ordering::SeqCst);
                 ws.sleeping.store(false, Ordering::SeqCst);
@@ -1275,7 +1306,7 @@ impl WorkerLocal {
                 let busy = sh.idle.busy.fetch_sub(1, Ordering::SeqCst) - 1;
                 if busy == 0 {
                     let q = sh.on_quiescent(&mut g, Some(me), None);
-                    if q.local.is_some() || q.revive_local {
+                    if q.local.is_some() || q.revive_local || q.revive_main.is_some() {
                         sh.take_sleeper(&mut g, me);
                         *self.last_parked() = g.candidates[me].take();
                         ws.sleeping.store(false, Ordering::SeqCst);
@@ -1307,11 +1338,11 @@ impl WorkerLocal {
             self.revive_watchdog();
         }
         if let Some(t) = q.local {
-            if matches!(t.park_phase(), phase::CLAIMED | phase::WOKEN) {
-                self.push_woken(t, Placement::Tail);
-            } else {
-                self.ring_push_back(t);
-            }
+            // We won this park's claim: finish the wake.
+            self.push_woken(t, Placement::Tail);
+        }
+        if let Some(main) = q.revive_main {
+            self.ring_push_back(main);
         }
     }
 
