@@ -337,42 +337,82 @@ fn pre_grow_heap() {
 const SPAWN_ERR: &str = "child: TaskletBuilder::spawn error: ";
 const JOIN_ERR: &str = "child: join error: ";
 const PANIC_MSG: &str = "child: spawn panicked: ";
+const CLEAN_SHUTDOWN: &str = "child: scheduler shut down cleanly";
 
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64"
-))]
-fn exhaustion_child() {
+/// What runs out in an exhaustion child.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exhaust {
+    /// `RLIMIT_AS` set a little above the current address-space size: works
+    /// whatever `vm.max_map_count` is, and the mmap fails with the same
+    /// ENOMEM as at the map-count limit.
+    AddressSpace,
+    /// The real `vm.max_map_count` (only run when it is small enough).
+    MapCount(usize),
+}
+
+/// `/proc/sys/vm/max_map_count`, if readable.
+fn max_map_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// The largest `vm.max_map_count` the real-limit test exhausts (about
+/// 130,000 started tasklets on 16 KiB stacks, a few hundred MiB resident).
+const MAX_MAP_COUNT_TESTED: usize = 262_144;
+
+/// The child's part: one worker; tasklets that each park (holding their
+/// stacks) are created in batches with `run()` between, until
+/// `TaskletBuilder::spawn` fails. Then plain `spawn` must panic, and the
+/// scheduler must still shut down (killing every parked tasklet).
+fn exhaustion_child(what: Exhaust) {
     use stackless_scheduler::park::{park, prepare_park};
     use stackless_scheduler::{run, Scheduler, TaskletBuilder, TaskletError};
     use std::io::Write;
 
-    const BATCH: usize = 16;
-    const MAX_TASKLETS: usize = 100_000;
+    let (batch, max_tasklets, stack_size) = match what {
+        Exhaust::AddressSpace => (16, 10_000, 64 * 1024),
+        Exhaust::MapCount(n) => (256, n / 2 + 10_000, 16 * 1024),
+    };
 
     no_core_dumps();
-    let sched = Scheduler::builder().workers(1).build().unwrap();
+    let sched = Scheduler::builder()
+        .workers(1)
+        .stack_size(stack_size)
+        .build()
+        .unwrap();
     let stack_bytes = sched.stack_size() as u64;
     // Everything the run needs later, allocated before the limit.
-    let mut tasklets = Vec::with_capacity(MAX_TASKLETS);
+    let mut tasklets = Vec::with_capacity(max_tasklets);
     let mut out = std::io::stdout().lock();
     writeln!(out, "child: stacks of {stack_bytes} bytes").unwrap();
     out.flush().unwrap();
     pre_grow_heap();
 
     sched.enter(|| {
-        // Room for about 64 stacks (each a guard page more) beyond what is
-        // mapped now.
-        let limit = address_space_bytes() + 64 * stack_bytes;
-        rlimit::set(rlimit::AS, limit).expect("setrlimit(RLIMIT_AS)");
-        writeln!(out, "child: RLIMIT_AS = {limit}").unwrap();
+        match what {
+            Exhaust::AddressSpace => {
+                #[cfg(any(
+                    target_arch = "x86_64",
+                    target_arch = "aarch64",
+                    target_arch = "riscv64"
+                ))]
+                {
+                    // Room for about 64 stacks (each a guard page more)
+                    // beyond what is mapped now.
+                    let limit = address_space_bytes() + 64 * stack_bytes;
+                    rlimit::set(rlimit::AS, limit).expect("setrlimit(RLIMIT_AS)");
+                    writeln!(out, "child: RLIMIT_AS = {limit}").unwrap();
+                }
+            }
+            Exhaust::MapCount(n) => writeln!(out, "child: vm.max_map_count = {n}").unwrap(),
+        }
 
         let mut spawn_err = None;
         let mut join_err = None;
-        'outer: while tasklets.len() < MAX_TASKLETS {
+        'outer: while tasklets.len() < max_tasklets {
             let first = tasklets.len();
-            for _ in 0..BATCH {
+            for _ in 0..batch {
                 match TaskletBuilder::new().spawn(|| {
                     // Hold the stack: block until the scheduler shuts down
                     // (which kills us). A deadlock answer just parks again.
@@ -431,29 +471,19 @@ fn exhaustion_child() {
                 writeln!(out, "{PANIC_MSG}{msg}").unwrap();
             }
         }
+        writeln!(out, "child: leaving enter with {parked} parked tasklets").unwrap();
         out.flush().unwrap();
     });
     // The kills at shutdown unwound every parked tasklet.
     assert!(tasklets.iter().all(|t| !t.alive()));
-    println!("child: scheduler shut down cleanly");
+    println!("{CLEAN_SHUTDOWN}");
 }
 
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64"
-))]
-#[test]
-fn exhausted_mappings_name_the_sysctl() {
-    const NAME: &str = "exhausted_mappings_name_the_sysctl";
-    if is_child(NAME) {
-        exhaustion_child();
-        return;
-    }
-    let run = run_child(NAME);
+/// The parent's checks on an exhaustion child.
+fn check_exhaustion_report(run: &ChildRun) {
     assert!(
         run.status.success(),
-        "the child did not exit normally (a crash or panic deep inside?)\n{run}"
+        "the child did not exit normally (a crash, abort or panic deep inside?)\n{run}"
     );
     let line = |prefix: &str| {
         run.stdout
@@ -463,15 +493,62 @@ fn exhausted_mappings_name_the_sysctl() {
     };
     let spawn_err =
         line(SPAWN_ERR).unwrap_or_else(|| panic!("TaskletBuilder::spawn never failed\n{run}"));
-    assert!(spawn_err.contains("vm.max_map_count"), "{run}");
     assert!(spawn_err.contains("cannot map a tasklet stack"), "{run}");
+    assert!(spawn_err.contains("vm.max_map_count"), "{run}");
     if let Some(join_err) = line(JOIN_ERR) {
         assert!(join_err.contains("vm.max_map_count"), "{run}");
     }
     let panic_msg = line(PANIC_MSG).unwrap_or_else(|| panic!("plain spawn did not panic\n{run}"));
     assert!(panic_msg.contains("vm.max_map_count"), "{run}");
+    assert!(run.stdout.contains(CLEAN_SHUTDOWN), "{run}");
+}
+
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+#[test]
+fn exhausted_address_space_names_the_sysctl() {
+    const NAME: &str = "exhausted_address_space_names_the_sysctl";
+    if is_child(NAME) {
+        exhaustion_child(Exhaust::AddressSpace);
+        return;
+    }
+    check_exhaustion_report(&run_child(NAME));
+}
+
+/// The real limit, when it is the usual 65530 (or not much more): each
+/// started tasklet's stack is two mappings, so about `max_map_count / 2`
+/// tasklets park before the next stack cannot be mapped.
+#[test]
+fn exhausted_max_map_count_names_the_sysctl() {
+    const NAME: &str = "exhausted_max_map_count_names_the_sysctl";
+    let Some(n) = max_map_count() else {
+        eprintln!("skipped: /proc/sys/vm/max_map_count is not readable");
+        return;
+    };
+    if n > MAX_MAP_COUNT_TESTED {
+        eprintln!("skipped: vm.max_map_count = {n} is too large to exhaust in a test");
+        return;
+    }
+    if is_child(NAME) {
+        exhaustion_child(Exhaust::MapCount(n));
+        return;
+    }
+    let run = run_child(NAME);
+    check_exhaustion_report(&run);
+    // Most of the limit went to stacks (the rest: the binary, libraries,
+    // thread stacks, the heap).
+    let parked: usize = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_suffix(" alive holding a stack"))
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no count of parked tasklets\n{run}"));
     assert!(
-        run.stdout.contains("child: scheduler shut down cleanly"),
-        "{run}"
+        parked >= n / 2 * 9 / 10,
+        "only {parked} tasklets held stacks under vm.max_map_count = {n}\n{run}"
     );
 }
