@@ -253,6 +253,7 @@ impl<T: Send + 'static> Channel<T> {
         while st.balance * dir < 0 {
             let Some(w) = st.queue.pop_front() else { break };
             st.balance += dir;
+            let local = w.unparker.is_local() && !std::thread::panicking();
             let Some(claim) = w.unparker.claim() else {
                 // Its park ended some other way (kill, timeout, deadlock).
                 continue;
@@ -268,7 +269,6 @@ impl<T: Send + 'static> Channel<T> {
                     slot.take()
                 }
             };
-            let local = w.unparker.is_local() && !std::thread::panicking();
             let schedule_all = st.schedule_all;
             let favour_waiter = st.preference as isize == -dir;
             drop(st);

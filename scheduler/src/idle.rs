@@ -25,37 +25,12 @@ pub(crate) struct IdleState {
     pub(crate) participants: usize,
     /// Workers woken by `wakep` that start out searching.
     pub(crate) woken_searching: Vec<usize>,
-    /// Per sleeping worker: its last deadlock-eligible park and when it
-    /// happened (see [`stamp`]); the deadlock victim is the newest.
+    /// Per sleeping worker: its last deadlock-eligible park, with the
+    /// order in which the worker went to sleep; the deadlock victim is the
+    /// newest (the last to block, as in Stackless).
     pub(crate) candidates: Vec<Option<(u64, crate::park::Unparker)>>,
-}
-
-/// A cheap clock that orders events across threads: the time stamp counter
-/// where there is one (synchronised across cores on current x86-64), a
-/// monotonic clock elsewhere. Used only to pick the newest park as the
-/// deadlock victim, never for correctness.
-#[inline]
-pub(crate) fn stamp() -> u64 {
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    {
-        // SAFETY: `rdtsc` has no preconditions on x86-64.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(loom)]
-    {
-        // Deterministic under loom (the model replays executions).
-        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-    #[cfg(all(not(target_arch = "x86_64"), not(loom)))]
-    {
-        use std::sync::OnceLock;
-        static START: OnceLock<std::time::Instant> = OnceLock::new();
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_nanos() as u64
-    }
+    /// Orders the candidates.
+    pub(crate) clock: u64,
 }
 
 impl Idle {
@@ -66,6 +41,7 @@ impl Idle {
                 participants: 0,
                 woken_searching: Vec::new(),
                 candidates: (0..n).map(|_| None).collect(),
+                clock: 0,
             }),
             busy: AtomicUsize::new(n),
             searching: AtomicUsize::new(0),

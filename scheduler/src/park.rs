@@ -151,12 +151,18 @@ impl Unparker {
     /// Claims the park (exactly one caller ever succeeds) so that data can be
     /// handed over before the parked side runs; `None` when the park already
     /// ended or was claimed by someone else (a timeout, a kill, a deadlock
-    /// answer, another waker).
+    /// answer, another waker). Consumes the unparker (clone it to keep one).
     #[inline]
-    pub fn claim(&self) -> Option<Claimed> {
-        self.claim_with(Reason::Woken).then(|| Claimed {
-            target: Some(self.target.clone()),
-        })
+    pub fn claim(self) -> Option<Claimed> {
+        // (Not `then_some`: building a `Claimed` for a lost claim would
+        // wake the tasklet when it is dropped.)
+        if self.claim_with(Reason::Woken) {
+            Some(Claimed {
+                target: Some(self.target),
+            })
+        } else {
+            None
+        }
     }
 
     #[inline]
@@ -169,7 +175,7 @@ impl Unparker {
 
     /// Claims and wakes at the tail; true when this call woke it.
     #[inline]
-    pub fn unpark(&self) -> bool {
+    pub fn unpark(self) -> bool {
         match self.claim() {
             Some(c) => {
                 c.wake();

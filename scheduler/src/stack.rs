@@ -138,7 +138,8 @@ pub(crate) fn mapping_error(call: &str, err: io::Error) -> io::Error {
             "stackless: cannot map a tasklet stack ({call} failed: {err}). Each started tasklet \
              needs a guard-paged stack, which costs two kernel mappings; the process has probably \
              reached vm.max_map_count = {limit}. Raise it, e.g. `sysctl -w vm.max_map_count=1048576`, \
-             or keep fewer tasklets alive at once."
+             or keep fewer tasklets alive at once. (An address-space limit such as `ulimit -v` \
+             gives the same error.)"
         ),
     )
 }

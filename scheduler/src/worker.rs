@@ -86,9 +86,11 @@ pub(crate) struct WorkerLocal {
     registry: UnsafeCell<Vec<TaskRef>>,
     pub(crate) timers: UnsafeCell<Timers>,
     stacks: UnsafeCell<crate::stack::LocalPool>,
-    /// The last deadlock-eligible park on this worker, with its time stamp,
-    /// while nothing else has run here since (the deadlock victim candidate).
-    last_parked: UnsafeCell<Option<(u64, Unparker)>>,
+    /// The last deadlock-eligible park on this worker (task, park seq), while
+    /// nothing else has run here since (the deadlock victim candidate). A
+    /// plain pointer: the task is parked, so the registry (or the main slot)
+    /// keeps it alive until it next runs here, which clears this first.
+    last_parked: UnsafeCell<Option<(*const Task, u64)>>,
     pub(crate) nice: UnsafeCell<VecDeque<NiceEntry>>,
     /// Whether the running tasklet's prepared park may get a deadlock answer.
     park_eligible: Cell<bool>,
@@ -496,7 +498,7 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    fn last_parked(&self) -> &mut Option<(u64, Unparker)> {
+    fn last_parked(&self) -> &mut Option<(*const Task, u64)> {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.last_parked.get() }
     }
@@ -644,17 +646,22 @@ impl WorkerLocal {
             if ticks % TIMER_TICK == 0 && self.timers().live() > 0 {
                 self.fire_timers(Instant::now());
             }
-            let head = match self.ring().front() {
-                Some(h) => h.clone(),
+            let head: *const Task = match self.ring().front() {
+                Some(h) => Arc::as_ptr(h),
                 None => match self.idle() {
                     Flow::Continue => continue,
                     Flow::Stop => return,
                 },
             };
+            // SAFETY: the ring holds a strong count of the head; a started
+            // tasklet is also held by the registry while it runs, so the
+            // reference stays valid until `resume` returns (and `finish`
+            // does not use it after giving up the registry's count).
+            let head = unsafe { &*head };
             if head.is_main {
-                self.current.set(Arc::as_ptr(&head));
+                self.current.set(head);
                 ws.running
-                    .store(Arc::as_ptr(&head) as *mut Task, Ordering::Relaxed);
+                    .store(head as *const Task as *mut Task, Ordering::Relaxed);
                 return;
             }
             // One atomic decision: a fresh tasklet is pinned here (or was
@@ -674,10 +681,25 @@ impl WorkerLocal {
                 self.ring().pop_front();
                 continue;
             }
-            if head.life() == life::FRESH && !self.start(&head) {
-                continue;
+            match head.life() {
+                life::FRESH => {
+                    let Some(t) = self.ring().front().cloned() else {
+                        continue;
+                    };
+                    if !self.start(&t) {
+                        continue;
+                    }
+                }
+                life::DEAD => {
+                    // Never resume a finished coroutine (defensive: nothing
+                    // should queue a dead tasklet).
+                    debug_assert!(false, "a dead tasklet was queued");
+                    self.ring_remove(head);
+                    continue;
+                }
+                _ => {}
             }
-            self.resume(&head);
+            self.resume(head);
         }
     }
 
@@ -718,6 +740,12 @@ impl WorkerLocal {
         let reg = self.registry();
         ex.slot = reg.len();
         reg.push(t.clone());
+        // Keep room to queue every started tasklet at once, so that the
+        // shutdown's kill sweep never allocates.
+        let ring = self.ring();
+        if ring.capacity() < ring.len() + reg.len() {
+            ring.reserve(reg.len());
+        }
         t.life.store(life::ALIVE, Ordering::Release);
         true
     }
@@ -753,11 +781,11 @@ impl WorkerLocal {
 
     /// Resumes the tasklet at the head of the ring until it switches out.
     #[inline]
-    fn resume(&self, t: &TaskRef) {
-        self.current.set(Arc::as_ptr(t));
+    fn resume(&self, t: &Task) {
+        self.current.set(t);
         self.ws()
             .running
-            .store(Arc::as_ptr(t) as *mut Task, Ordering::Relaxed);
+            .store(t as *const Task as *mut Task, Ordering::Relaxed);
         *self.last_parked() = None;
         #[cfg(not(loom))]
         {
@@ -789,8 +817,9 @@ impl WorkerLocal {
         }
     }
 
-    /// Cleans up after a tasklet whose body returned or unwound.
-    fn finish(&self, t: &TaskRef) {
+    /// Cleans up after a tasklet whose body returned or unwound. `t` may
+    /// be freed when this returns (the registry held the last count).
+    fn finish(&self, t: &Task) {
         // SAFETY: `coro` is ours (see `resume`); the coroutine has returned.
         let coro = unsafe { (*t.coro.get()).take() };
         if let Some(c) = coro {
@@ -798,17 +827,18 @@ impl WorkerLocal {
         }
         // SAFETY: `t` is homed here.
         let ex = unsafe { t.exec() };
+        ex.suspender = None;
+        *self.last_parked() = None;
         let reg = self.registry();
         let slot = ex.slot;
-        if slot < reg.len() && Arc::ptr_eq(&reg[slot], t) {
-            reg.swap_remove(slot);
+        if slot < reg.len() && std::ptr::eq(&*reg[slot], t) {
+            let owned = reg.swap_remove(slot);
             if slot < reg.len() {
                 // SAFETY: every registry entry is homed here.
                 unsafe { reg[slot].exec().slot = slot };
             }
+            drop(owned);
         }
-        ex.suspender = None;
-        *self.last_parked() = None;
     }
 
     // ----- switching out of the running tasklet ----------------------------------
@@ -933,15 +963,15 @@ impl WorkerLocal {
 
     /// Parks the running tasklet (see `park.rs`).
     pub(crate) fn park(&self, deadline: Option<Instant>) -> Wake {
-        let cur = self.current_task();
+        let cur = self.current_ptr();
         let w = cur.park.load(Ordering::Acquire);
         let seq = crate::task::word_seq(w);
         match crate::task::word_phase(w) {
             phase::IDLE => return Wake::Woken,
             // Claimed and woken before we even left: consume the wake-up.
-            phase::WOKEN => return self.end_park(&cur, false),
+            phase::WOKEN => return self.end_park(cur),
             phase::CLAIMED if crate::sync::weakened(crate::sync::Weakness::TrustClaim) => {
-                return self.end_park(&cur, false)
+                return self.end_park(cur)
             }
             // `CLAIMED`: a claimer is handing over; we leave and its wake
             // (to our inbox) brings us back. `WAITING`: the usual case.
@@ -959,34 +989,26 @@ impl WorkerLocal {
                 cur.queued.store(true, Ordering::Release);
                 return Wake::Deadlock;
             }
-            while crate::task::word_phase(cur.park.load(Ordering::Acquire)) == phase::CLAIMED {
-                crate::sync::yield_thread();
-            }
-            return self.end_park(&cur, false);
+            cur.settle();
+            return self.end_park(cur);
         }
         self.leave_ring_current();
         if let Some(d) = deadline {
-            self.timers().add(d, cur.clone(), seq);
+            self.timers().add(d, self.current_task(), seq);
             // SAFETY: the running tasklet is homed here.
             unsafe { cur.exec().timed = true };
         }
         if self.park_eligible.get() && deadline.is_none() {
-            *self.last_parked() = Some((
-                crate::idle::stamp(),
-                Unparker {
-                    target: Target::Tasklet(cur.clone()),
-                    seq,
-                },
-            ));
+            *self.last_parked() = Some((cur as *const Task, seq));
         }
         self.park_eligible.set(true);
         self.switch_out_raw();
-        let r = self.end_park(&cur, true);
+        let r = self.end_park(cur);
         self.check_kill();
         r
     }
 
-    fn end_park(&self, cur: &TaskRef, _resumed: bool) -> Wake {
+    fn end_park(&self, cur: &Task) -> Wake {
         let reason = cur.finish_park();
         // SAFETY: the running tasklet is homed here.
         let ex = unsafe { cur.exec() };
@@ -1000,6 +1022,21 @@ impl WorkerLocal {
             Reason::TimedOut => Wake::TimedOut,
             Reason::Deadlock => Wake::Deadlock,
         }
+    }
+
+    /// This worker's deadlock candidate as an `Unparker` (for the idle state).
+    fn take_candidate(&self) -> Option<Unparker> {
+        let (p, seq) = self.last_parked().take()?;
+        // SAFETY: see `last_parked`: the parked task is still alive; we add
+        // a count before making an `Arc` of the pointer.
+        let t = unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        Some(Unparker {
+            target: Target::Tasklet(t),
+            seq,
+        })
     }
 
     // ----- operations on other tasklets (Tasklet methods, local case) ---------------
@@ -1301,14 +1338,15 @@ impl WorkerLocal {
                 return;
             }
             g.sleeping.push((me, holds_busy));
-            g.candidates[me] = self.last_parked().take();
+            g.clock += 1;
+            g.candidates[me] = self.take_candidate().map(|u| (g.clock, u));
             if !holds_busy {
                 let busy = sh.idle.busy.fetch_sub(1, Ordering::SeqCst) - 1;
                 if busy == 0 {
                     let q = sh.on_quiescent(&mut g, Some(me), None);
                     if q.local.is_some() || q.revive_local || q.revive_main.is_some() {
                         sh.take_sleeper(&mut g, me);
-                        *self.last_parked() = g.candidates[me].take();
+                        g.candidates[me] = None;
                         ws.sleeping.store(false, Ordering::SeqCst);
                         drop(g);
                         self.apply_quiescent(q);
@@ -1325,7 +1363,11 @@ impl WorkerLocal {
         ws.parker.park(deadline);
         let mut g = sh.idle.state.lock();
         sh.take_sleeper(&mut g, me);
-        *self.last_parked() = g.candidates[me].take();
+        if let Some((_, u)) = g.candidates[me].take() {
+            if let Target::Tasklet(t) = &u.target {
+                *self.last_parked() = Some((Arc::as_ptr(t), u.seq));
+            }
+        }
         if let Some(pos) = g.woken_searching.iter().position(|&w| w == me) {
             g.woken_searching.swap_remove(pos);
             self.searching.set(true);
@@ -1349,8 +1391,12 @@ impl WorkerLocal {
     // ----- shutdown -------------------------------------------------------------------------
 
     /// Makes every tasklet of this worker runnable with a kill pending.
+    /// Allocates nothing (it may run when memory or mappings ran out): the
+    /// ring's capacity is kept at least the registry's size (see `start`).
     fn kill_all(&self) {
-        for t in self.ring().clone() {
+        let ring = self.ring();
+        for i in 0..ring.len() {
+            let t = &ring[i];
             if t.home() == self.index && t.life() == life::FRESH {
                 t.kill.store(true, Ordering::Release);
             }
@@ -1364,7 +1410,8 @@ impl WorkerLocal {
             }
             self.ws().tickets_len.store(0, Ordering::SeqCst);
         }
-        for t in self.registry().clone() {
+        for i in 0..self.registry().len() {
+            let t = self.registry()[i].clone();
             t.kill.store(true, Ordering::Release);
             if t.claim_current(Reason::Killed).is_some() {
                 self.push_woken(t, Placement::Tail);

@@ -293,7 +293,13 @@ fn within_stack_runs_fine() {
 // ---------------------------------------------------------------------------
 // 2. Exhausted mappings: an error naming the sysctl.
 
-/// The process's current address-space size in bytes (`/proc/self/statm`).
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+/// The process's current address-space size in bytes (`/proc/self/statm`
+/// counts base pages; `KernelPageSize` in `/proc/self/smaps` gives their size).
 fn address_space_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
     let pages: u64 = statm
@@ -301,23 +307,15 @@ fn address_space_bytes() -> u64 {
         .next()
         .and_then(|s| s.parse().ok())
         .expect("parse /proc/self/statm");
-    // The page size from the kernel's auxiliary vector is not reachable
-    // without libc; statm counts in pages of the smallest size, which
-    // /proc/self/smaps reports as KernelPageSize. 4 KiB everywhere we run,
-    // but read it to be safe.
-    pages * kernel_page_size()
-}
-
-fn kernel_page_size() -> u64 {
-    std::fs::read_to_string("/proc/self/smaps")
+    let page = std::fs::read_to_string("/proc/self/smaps")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("KernelPageSize:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
-        .map(|kb| kb * 1024)
-        .unwrap_or(4096)
+        .map_or(4096, |kb| kb * 1024);
+    pages * page
 }
 
 /// Grows this thread's malloc heap and leaves the memory free but mapped, so
@@ -387,7 +385,11 @@ fn exhaustion_child(what: Exhaust) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "child: stacks of {stack_bytes} bytes").unwrap();
     out.flush().unwrap();
-    pre_grow_heap();
+    if what == Exhaust::AddressSpace {
+        // Under RLIMIT_AS any heap growth fails too; at the map-count limit
+        // this thread's malloc arena grows inside space it reserved already.
+        pre_grow_heap();
+    }
 
     sched.enter(|| {
         match what {
