@@ -1394,9 +1394,7 @@ impl WorkerLocal {
     /// Allocates nothing (it may run when memory or mappings ran out): the
     /// ring's capacity is kept at least the registry's size (see `start`).
     fn kill_all(&self) {
-        let ring = self.ring();
-        for i in 0..ring.len() {
-            let t = &ring[i];
+        for t in self.ring().iter() {
             if t.home() == self.index && t.life() == life::FRESH {
                 t.kill.store(true, Ordering::Release);
             }
