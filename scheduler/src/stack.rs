@@ -237,7 +237,6 @@ impl LocalPool {
 /// handler that was installed before ours (std's, which reports overflows of
 /// the thread's own stack).
 pub(crate) mod overflow {
-    use std::cell::Cell;
     use std::sync::Once;
 
     /// What the handler needs to know about the running tasklet.
@@ -247,18 +246,6 @@ pub(crate) mod overflow {
         pub guard_hi: usize,
         pub id: u64,
         pub usable: usize,
-    }
-
-    std::thread_local! {
-        static RUNNING: Cell<Running> = const {
-            Cell::new(Running { guard_lo: 0, guard_hi: 0, id: 0, usable: 0 })
-        };
-    }
-
-    /// Records the tasklet about to run on this thread (or none: `guard_lo == 0`).
-    #[inline]
-    pub(crate) fn set_running(r: Running) {
-        RUNNING.with(|c| c.set(r));
     }
 
     static INSTALL: Once = Once::new();
@@ -319,8 +306,9 @@ pub(crate) mod overflow {
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: `info` is provided by the kernel for SA_SIGINFO handlers.
         let addr = unsafe { (*info).si_addr() } as usize;
-        let r = RUNNING.try_with(|c| c.get()).ok();
-        if let Some(r) = r {
+        // The worker's `current` tasklet (what the loop last resumed): read
+        // through the worker's thread-local pointer, no per-switch bookkeeping.
+        if let Some(r) = crate::worker::running_guard() {
             if r.guard_lo != 0 && addr >= r.guard_lo && addr < r.guard_hi {
                 let mut buf = [0u8; 256];
                 let n = format_message(&mut buf, r.id, r.usable);

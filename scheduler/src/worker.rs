@@ -79,6 +79,8 @@ pub(crate) struct NiceEntry {
 pub(crate) struct WorkerLocal {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
+    /// `&shared.workers[index]`, cached (the loop reads it every iteration).
+    ws: *const WorkerShared,
     ring: UnsafeCell<VecDeque<TaskRef>>,
     current: Cell<*const Task>,
     main: Option<TaskRef>,
@@ -133,6 +135,31 @@ pub(crate) fn local() -> Option<&'static WorkerLocal> {
     // the installation (it is uninstalled before being dropped), and only this
     // thread reads it.
     unsafe { p.as_ref() }
+}
+
+/// The guard page of the tasklet this thread's worker last resumed (the
+/// one running, if a tasklet runs): for the stack-overflow handler. Only
+/// reads memory that stays valid while the tasklet runs.
+#[cfg(not(loom))]
+pub(crate) fn running_guard() -> Option<crate::stack::overflow::Running> {
+    let w = WORKER.try_with(|w| w.get()).ok()?;
+    // SAFETY: a non-null pointer is this thread's installed worker (see `local`).
+    let w = unsafe { w.as_ref()? };
+    let t = w.current.get();
+    if t.is_null() {
+        return None;
+    }
+    // SAFETY: `current` points at a live task (see `current_ptr`); `exec`
+    // belongs to this thread, and a fault interrupted no writer of it.
+    let t = unsafe { &*t };
+    // SAFETY: as above.
+    let ex = unsafe { &*t.exec.get() };
+    (ex.guard.0 != 0).then_some(crate::stack::overflow::Running {
+        guard_lo: ex.guard.0,
+        guard_hi: ex.guard.1,
+        id: t.id,
+        usable: ex.usable,
+    })
 }
 
 /// Makes `w` this thread's worker; returns the previous one.
@@ -429,8 +456,10 @@ impl WorkerLocal {
             unsafe { m.exec().in_ring = true };
         }
         let current = main.as_ref().map_or(std::ptr::null(), Arc::as_ptr);
+        let ws = &shared.workers[index] as *const WorkerShared;
         WorkerLocal {
             index,
+            ws,
             shared,
             ring: UnsafeCell::new(ring),
             current: Cell::new(current),
@@ -505,7 +534,9 @@ impl WorkerLocal {
 
     #[inline(always)]
     pub(crate) fn ws(&self) -> &WorkerShared {
-        &self.shared.workers[self.index]
+        // SAFETY: `ws` points into `self.shared.workers`, which `self.shared`
+        // keeps alive and never reallocates.
+        unsafe { &*self.ws }
     }
 
     /// The running tasklet.
@@ -641,10 +672,14 @@ impl WorkerLocal {
             if ws.signal.load(Ordering::Relaxed) != 0 {
                 self.handle_signals();
             }
-            let ticks = self.ticks.get().wrapping_add(1);
-            self.ticks.set(ticks);
-            if ticks % TIMER_TICK == 0 && self.timers().live() > 0 {
-                self.fire_timers(Instant::now());
+            let ticks = self.ticks.get();
+            if ticks == 0 {
+                self.ticks.set(TIMER_TICK);
+                if self.timers().live() > 0 {
+                    self.fire_timers(Instant::now());
+                }
+            } else {
+                self.ticks.set(ticks - 1);
             }
             let head: *const Task = match self.ring().front() {
                 Some(h) => Arc::as_ptr(h),
@@ -787,17 +822,6 @@ impl WorkerLocal {
             .running
             .store(t as *const Task as *mut Task, Ordering::Relaxed);
         *self.last_parked() = None;
-        #[cfg(not(loom))]
-        {
-            // SAFETY: `t` is homed here.
-            let ex = unsafe { t.exec() };
-            crate::stack::overflow::set_running(crate::stack::overflow::Running {
-                guard_lo: ex.guard.0,
-                guard_hi: ex.guard.1,
-                id: t.id,
-                usable: ex.usable,
-            });
-        }
         // SAFETY: only the home worker touches `coro`, and the tasklet code
         // never does, so this is the only reference while it runs.
         let coro = unsafe { &mut *t.coro.get() };
@@ -805,13 +829,6 @@ impl WorkerLocal {
             Some(c) => c.resume(),
             None => true,
         };
-        #[cfg(not(loom))]
-        crate::stack::overflow::set_running(crate::stack::overflow::Running {
-            guard_lo: 0,
-            guard_hi: 0,
-            id: 0,
-            usable: 0,
-        });
         if done {
             self.finish(t);
         }
@@ -911,7 +928,10 @@ impl WorkerLocal {
             self.check_kill();
             return;
         }
-        ring.rotate_left(1);
+        // Rotate by one: cheaper as pop + push than `rotate_left(1)`.
+        if let Some(cur) = ring.pop_front() {
+            ring.push_back(cur);
+        }
         self.switch_out();
     }
 
