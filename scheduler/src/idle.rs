@@ -237,6 +237,14 @@ impl Shared {
             }
         }
         if let Some(main) = main {
+            if main.nice_parked() && performer != Some(0) {
+                // Only worker 0 may claim main's nice park: ask it.
+                let w0 = &self.workers[0];
+                w0.signal.fetch_or(signal::MAIN_DEADLOCK, Ordering::SeqCst);
+                self.take_sleeper(g, 0);
+                w0.parker.unpark();
+                return out;
+            }
             if let Some(seq) = main.claim_current(Reason::Deadlock) {
                 if performer == Some(0) {
                     out.local = Some(main);

@@ -14,14 +14,19 @@
 //! channel with preference 1 there): `insert`, `run` and `remove` on it fail
 //! with `Blocked`, and a kill takes it off the list at once.
 
-use crate::park::Placement;
 use crate::scheduler::signal;
 use crate::sync::Ordering;
-use crate::task::{Reason, TaskRef};
+use crate::task::{Reason, Task, NICE_MARK};
 use crate::worker::{NiceEntry, WorkerLocal};
 
 impl WorkerLocal {
     /// Parks the running tasklet until the next `run_nice()`.
+    ///
+    /// The hot path of a frame loop, so it allocates nothing and does no
+    /// atomic read-modify-write: the tasklet's own ring entry (its reference
+    /// count included) moves to this worker's nice list, and the park word
+    /// is written with plain stores (a nice park is claimed only by its home
+    /// worker; see `NICE_MARK`).
     pub(crate) fn be_nice(&self) {
         if std::thread::panicking() {
             return;
@@ -30,20 +35,27 @@ impl WorkerLocal {
             self.shutdown_point();
             return;
         }
-        let u = crate::worker::prepare_park(false);
-        let task = self.current_task();
+        let cur = self.current_ptr();
+        let Some(me) = self.take_current_from_ring() else {
+            return;
+        };
+        let w = cur.park.load(Ordering::Relaxed);
+        let seq = crate::task::word_seq(w).wrapping_add(1) & ((1 << 56) - 1);
+        cur.park.store(
+            crate::task::park_word(seq, crate::task::phase::WAITING, NICE_MARK),
+            Ordering::Release,
+        );
         let epoch = self.shared.nice_epoch.load(Ordering::SeqCst);
-        self.nice_list().push_back(NiceEntry {
-            task: task.clone(),
-            seq: u.seq,
+        let list = self.nice_list();
+        list.push_back(NiceEntry {
+            task: me,
+            seq,
             epoch,
         });
-        self.ws()
-            .nice_len
-            .store(self.nice_list().len(), Ordering::Relaxed);
+        self.ws().nice_len.store(list.len(), Ordering::Relaxed);
         // SAFETY: the running tasklet is homed here.
-        unsafe { task.exec().nice = true };
-        struct Leave<'a>(&'a WorkerLocal, TaskRef);
+        unsafe { cur.exec().nice = true };
+        struct Leave<'a>(&'a WorkerLocal, &'a Task);
         impl Drop for Leave<'_> {
             fn drop(&mut self) {
                 // SAFETY: the tasklet is homed here and running again.
@@ -53,18 +65,18 @@ impl WorkerLocal {
                     // deadlock answer): leave the list now.
                     ex.nice = false;
                     let list = self.0.nice_list();
-                    if let Some(pos) = list
-                        .iter()
-                        .rposition(|e| crate::sync::Arc::ptr_eq(&e.task, &self.1))
-                    {
+                    if let Some(pos) = list.iter().rposition(|e| std::ptr::eq(&*e.task, self.1)) {
                         list.remove(pos);
                     }
                     self.0.ws().nice_len.store(list.len(), Ordering::Relaxed);
                 }
             }
         }
-        let _leave = Leave(self, task);
-        let _ = self.park(None);
+        let _leave = Leave(self, cur);
+        self.switch_out_raw();
+        cur.finish_park();
+        cur.queued.store(true, Ordering::Release);
+        self.check_kill();
     }
 
     /// Ends the current round: wakes every tasklet that became nice before.
@@ -91,23 +103,26 @@ impl WorkerLocal {
     /// Wakes this worker's nice tasklets that joined before round `below`.
     pub(crate) fn run_nice_local(&self, below: u64) -> usize {
         let mut n = 0;
-        loop {
-            let list = self.nice_list();
-            match list.front() {
-                Some(e) if e.epoch < below => {}
-                _ => break,
-            }
+        let list = self.nice_list();
+        while list.front().is_some_and(|e| e.epoch < below) {
             let Some(e) = list.pop_front() else { break };
             // SAFETY: nice entries are tasklets homed here.
-            unsafe { e.task.exec().nice = false };
-            if e.task.claim(e.seq, Reason::Woken) {
-                self.push_woken(e.task, Placement::Tail);
+            let ex = unsafe { e.task.exec() };
+            ex.nice = false;
+            let waiting = crate::task::park_word(e.seq, crate::task::phase::WAITING, NICE_MARK);
+            if e.task.park.load(Ordering::Acquire) == waiting {
+                // Only this worker claims a nice park: plain stores suffice.
+                e.task.park.store(
+                    crate::task::park_word(e.seq, crate::task::phase::WOKEN, Reason::Woken as u64),
+                    Ordering::Release,
+                );
+                ex.in_ring = true;
+                e.task.queued.store(true, Ordering::Release);
+                self.ring().push_back(e.task);
                 n += 1;
             }
         }
-        self.ws()
-            .nice_len
-            .store(self.nice_list().len(), Ordering::Relaxed);
+        self.ws().nice_len.store(list.len(), Ordering::Relaxed);
         n
     }
 }

@@ -24,6 +24,8 @@ pub(crate) mod signal {
     pub const REVIVE: u32 = 4;
     /// The scheduler is shutting down.
     pub const SHUTDOWN: u32 = 8;
+    /// Quiescence found the main tasklet parked nice: give it the deadlock answer.
+    pub const MAIN_DEADLOCK: u32 = 16;
 }
 
 /// The parts of a worker other threads touch.

@@ -64,6 +64,11 @@ pub(crate) mod phase {
     pub const WOKEN: u64 = 3;
 }
 
+/// The reason bits of a *waiting* park word that marks a nice park. A
+/// nice park is owned by its home worker: only that worker claims it (with
+/// plain stores, no CAS); other threads ask it through its inbox.
+pub(crate) const NICE_MARK: u64 = 0xf;
+
 /// Why a park ended (the low bits of a claimed park word).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -126,23 +131,26 @@ pub(crate) struct JoinState {
 }
 
 /// The shared record of one tasklet. See the module docs for the state machine.
+#[repr(C)]
 pub(crate) struct Task {
-    pub(crate) id: u64,
-    pub(crate) is_main: bool,
-    pub(crate) life: AtomicU8,
-    pub(crate) home: AtomicUsize,
-    pub(crate) queued: AtomicBool,
+    // Hot: touched on every resume (kept together, first).
     pub(crate) park: AtomicU64,
+    pub(crate) home: AtomicUsize,
+    pub(crate) life: AtomicU8,
+    pub(crate) queued: AtomicBool,
     pub(crate) kill: AtomicBool,
-    /// The scheduler, once set up (a strong count is held; released on drop).
-    shared: AtomicPtr<Shared>,
-    /// The body until it starts (or dies unstarted).
-    body: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    pub(crate) is_main: bool,
     /// Home-worker-only execution state.
     pub(crate) exec: UnsafeCell<Exec>,
     /// The coroutine, touched only by the home worker's loop (never by the
     /// tasklet's own code, so it is apart from `exec`).
     pub(crate) coro: UnsafeCell<Option<Coro>>,
+    // Cold.
+    pub(crate) id: u64,
+    /// The scheduler, once set up (a strong count is held; released on drop).
+    shared: AtomicPtr<Shared>,
+    /// The body until it starts (or dies unstarted).
+    body: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     pub(crate) join: Mutex<JoinState>,
 }
 
@@ -163,6 +171,10 @@ pub(crate) struct Exec {
     pub(crate) nice: bool,
     /// Set while the tasklet has a live timer.
     pub(crate) timed: bool,
+    /// Roughly where its stack pointer was when it last switched out: the
+    /// loop prefetches around it before resuming it (with thousands of
+    /// tasklets their stacks do not fit in cache).
+    pub(crate) sp_hint: usize,
 }
 
 // SAFETY: `exec` is only accessed by the tasklet's home worker thread (the
@@ -333,8 +345,27 @@ impl Task {
         if word_phase(w) != phase::WAITING {
             return None;
         }
+        if word_reason(w) == NICE_MARK && !crate::worker::is_local(self) {
+            // A nice park belongs to its home worker (see `NICE_MARK`).
+            return None;
+        }
         let seq = word_seq(w);
-        self.claim(seq, reason).then_some(seq)
+        self.park
+            .compare_exchange(
+                w,
+                park_word(seq, phase::CLAIMED, reason as u64),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+            .then_some(seq)
+    }
+
+    /// Whether it waits on the nice queue.
+    #[inline]
+    pub(crate) fn nice_parked(&self) -> bool {
+        let w = self.park.load(Ordering::Acquire);
+        word_phase(w) == phase::WAITING && word_reason(w) == NICE_MARK
     }
 
     /// The claim winner's last step before publishing the wake:

@@ -253,6 +253,9 @@ impl Tasklet {
                 if let Some(seq) = t.claim_current(crate::task::Reason::Killed) {
                     t.mark_woken();
                     s.push_inbox(t.home(), InboxEntry::wake(t.clone(), seq));
+                } else if t.nice_parked() {
+                    // Its worker claims nice parks itself: send it the kill.
+                    s.push_inbox(t.home(), InboxEntry::insert(t.clone()));
                 } else if !t.scheduled() {
                     insert_remote(s, t);
                 }

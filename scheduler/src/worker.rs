@@ -37,6 +37,8 @@ use std::time::Instant;
 
 /// How often (in resumes) the loop looks at its timers while busy.
 const TIMER_TICK: u32 = 61;
+/// How far ahead in the ring the loop prefetches.
+const PREFETCH_DISTANCE: usize = 1;
 /// Rounds a worker spends looking for work to steal before sleeping (one
 /// under loom: spinning only multiplies the interleavings to explore).
 const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
@@ -630,6 +632,27 @@ impl WorkerLocal {
         }
     }
 
+    /// The running tasklet leaves the ring and keeps the ring's reference.
+    #[inline]
+    pub(crate) fn take_current_from_ring(&self) -> Option<TaskRef> {
+        let cur = self.current_ptr();
+        // SAFETY: the running tasklet is homed here.
+        let ex = unsafe { cur.exec() };
+        if !ex.in_ring {
+            return None;
+        }
+        let ring = self.ring();
+        let t = if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
+            ring.pop_front()
+        } else {
+            let pos = ring.iter().position(|x| std::ptr::eq(&**x, cur))?;
+            ring.remove(pos)
+        };
+        ex.in_ring = false;
+        cur.queued.store(false, Ordering::Release);
+        t
+    }
+
     /// The running tasklet leaves the ring (it is the head).
     #[inline]
     fn leave_ring_current(&self) {
@@ -734,7 +757,39 @@ impl WorkerLocal {
                 }
                 _ => {}
             }
+            self.prefetch_next();
             self.resume(head);
+        }
+    }
+
+    /// Brings the next tasklet's record and the top of its saved stack
+    /// towards the cache while the current one runs.
+    #[inline(always)]
+    fn prefetch_next(&self) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if let Some(next) = self.ring().get(PREFETCH_DISTANCE) {
+            let t: &Task = next;
+            // SAFETY: prefetching is a hint: it never faults, whatever the
+            // address. `exec` is read only for a hint (a stale value does
+            // no harm) and belongs to this thread.
+            unsafe {
+                use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                let p = t as *const Task as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(p.add(64));
+                _mm_prefetch::<_MM_HINT_T0>(p.add(128));
+                let sp = (*t.exec.get()).sp_hint;
+                if sp != 0 {
+                    // The saved registers sit just below the hint, the frames
+                    // it returns through just above.
+                    let sp = (sp & !63) as *const i8;
+                    let mut off = -192isize;
+                    while off <= 448 {
+                        _mm_prefetch::<_MM_HINT_T0>(sp.offset(off));
+                        off += 64;
+                    }
+                }
+            }
         }
     }
 
@@ -863,15 +918,18 @@ impl WorkerLocal {
     /// Switches away from the running tasklet (which has already arranged
     /// the ring) and returns when it is resumed. Does not act on kills.
     #[inline]
-    fn switch_out_raw(&self) {
+    pub(crate) fn switch_out_raw(&self) {
         let cur = self.current_ptr();
         if cur.is_main {
             self.run_loop();
         } else {
             // SAFETY: the running tasklet is homed here; its suspender was set
             // when it started and is only used from its own stack (here).
+            let ex = unsafe { cur.exec() };
+            let here = 0u8;
+            ex.sp_hint = std::hint::black_box(&here) as *const u8 as usize;
             #[allow(clippy::clone_on_copy)] // `Suspender` is `Copy` only outside loom
-            let s = unsafe { cur.exec().suspender.clone() };
+            let s = ex.suspender.clone();
             if let Some(s) = s {
                 s.suspend();
             }
@@ -1136,6 +1194,15 @@ impl WorkerLocal {
         if bits & signal::REVIVE != 0 {
             self.revive_watchdog();
         }
+        if bits & signal::MAIN_DEADLOCK != 0 {
+            // The deadlock answer for a main tasklet parked nice (only this
+            // worker may claim that park).
+            if let Some(m) = self.shared.main_task() {
+                if m.nice_parked() && m.claim_current(Reason::Deadlock).is_some() {
+                    self.push_woken(m, Placement::Tail);
+                }
+            }
+        }
         if bits & signal::SHUTDOWN != 0 && !self.stopping.get() {
             self.stopping.set(true);
             self.kill_all();
@@ -1162,7 +1229,12 @@ impl WorkerLocal {
                     }
                 }
                 None => {
-                    if t.alive() && !t.blocked() {
+                    if t.kill.load(Ordering::Acquire) && t.nice_parked() {
+                        // A kill from another thread: nice parks are ours.
+                        if t.claim_current(Reason::Killed).is_some() {
+                            self.push_woken(t, Placement::Tail);
+                        }
+                    } else if t.alive() && !t.blocked() {
                         // SAFETY: inbox entries are homed here.
                         let ex = unsafe { t.exec() };
                         if !ex.in_ring && !self.is_current(&t) {
