@@ -100,6 +100,20 @@ impl Stack {
         self.total - page_size()
     }
 
+    /// Lets the kernel reclaim the stack's pages lazily; the mapping stays.
+    fn release_memory(&self) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: the usable part of a stack nobody runs on (it is in the
+        // pool); its contents are garbage we never read again.
+        unsafe {
+            libc::madvise(
+                self.limit() as *mut libc::c_void,
+                self.usable(),
+                libc::MADV_FREE,
+            );
+        }
+    }
+
     /// The guard page's address range.
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.base, self.base + page_size())
@@ -153,8 +167,15 @@ pub(crate) struct SharedPool {
 
 /// How many stacks a worker caches locally before returning them to the shared pool.
 pub(crate) const LOCAL_CACHE: usize = 64;
-/// How many stacks the shared pool keeps before unmapping extras.
-const SHARED_KEEP: usize = 1024;
+/// How many stacks the shared pool keeps before unmapping extras. A
+/// program that once needed many stacks at once (10,000 blocked tasklets,
+/// say) will likely need them again, and a fresh mapping costs hundreds of
+/// times a reused one.
+const SHARED_KEEP: usize = 16 * 1024;
+/// Pooled stacks beyond this many have their memory handed back to the
+/// kernel lazily (`MADV_FREE`): the mapping stays, so reuse is cheap, but
+/// an idle pool does not pin the peak's resident memory.
+const SHARED_WARM: usize = 1024;
 
 impl SharedPool {
     pub(crate) fn new(usable: usize) -> SharedPool {
@@ -181,7 +202,12 @@ impl SharedPool {
         let mut pool = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
         while pool.len() < SHARED_KEEP {
             match batch.pop() {
-                Some(s) => pool.push(s),
+                Some(s) => {
+                    if pool.len() >= SHARED_WARM {
+                        s.release_memory();
+                    }
+                    pool.push(s)
+                }
                 None => break,
             }
         }

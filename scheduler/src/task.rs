@@ -149,8 +149,17 @@ pub(crate) struct Task {
     pub(crate) id: u64,
     /// The scheduler, once set up (a strong count is held; released on drop).
     shared: AtomicPtr<Shared>,
-    /// The body until it starts (or dies unstarted).
-    body: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The body until it starts (or dies unstarted). Taken exactly once, by
+    /// whoever owns the fresh tasklet: its worker after the `home` CAS, or
+    /// the thread whose `setup` CAS made it fresh during shutdown.
+    body: crate::sync::UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
+    /// otherwise (details in `join`). Lets `join` and a joiner-less finish
+    /// skip the lock.
+    done: AtomicU8,
+    /// Set by a joiner before it looks at `done` (the other half of the
+    /// handshake with `set_outcome`).
+    joiners: AtomicBool,
     pub(crate) join: Mutex<JoinState>,
 }
 
@@ -200,7 +209,9 @@ impl Task {
             park: AtomicU64::new(0),
             kill: AtomicBool::new(false),
             shared: AtomicPtr::new(std::ptr::null_mut()),
-            body: Mutex::new(body),
+            body: crate::sync::UnsafeCell::new(body),
+            done: AtomicU8::new(0),
+            joiners: AtomicBool::new(false),
             exec: UnsafeCell::new(Exec::default()),
             coro: UnsafeCell::new(None),
             join: Mutex::new(JoinState {
@@ -227,12 +238,21 @@ impl Task {
         self.life.load(Ordering::Acquire)
     }
 
+    /// Takes the body.
+    ///
+    /// The caller owns the fresh tasklet (see the `body` field): it won the
+    /// `home` CAS (pin or steal) or the `setup` CAS, so no other thread
+    /// reaches the body.
     pub(crate) fn take_body(&self) -> Option<Box<dyn FnOnce() + Send>> {
-        self.body.lock().take()
+        // SAFETY: exclusive by the ownership rule above.
+        self.body.with_mut(|b| unsafe { (*b).take() })
     }
 
+    /// Whether it still has its body (read while it is bound, when nobody
+    /// takes it).
     pub(crate) fn has_body(&self) -> bool {
-        self.body.lock().is_some()
+        // SAFETY: a bound tasklet's body is only ever read.
+        self.body.with(|b| unsafe { (*b).is_some() })
     }
 
     /// The home worker index, if any (ignoring the stealable bit).
@@ -415,11 +435,36 @@ impl Task {
             || matches!(self.park_phase(), phase::WAITING | phase::CLAIMED)
     }
 
-    /// Records how it ended and returns the joiners to wake.
+    /// Records how it ended and returns the joiners to wake. Without a
+    /// joiner, a plain finish touches no lock: it stores `done`, fences
+    /// (`SeqCst`) and loads `joiners`; a joiner stores `joiners`, fences and
+    /// loads `done`; one of the two sees the other (Dekker).
     pub(crate) fn set_outcome(&self, outcome: Outcome) -> Vec<crate::park::Unparker> {
+        if matches!(outcome, Outcome::Finished | Outcome::Killed) {
+            self.done.store(1, Ordering::Release);
+            crate::sync::fence(Ordering::SeqCst);
+            if !self.joiners.load(Ordering::Relaxed) {
+                return Vec::new();
+            }
+            let mut j = self.join.lock();
+            j.outcome = outcome;
+            return std::mem::take(&mut j.waiters);
+        }
         let mut j = self.join.lock();
         j.outcome = outcome;
+        self.done.store(2, Ordering::SeqCst);
         std::mem::take(&mut j.waiters)
+    }
+
+    /// 1: ended plainly (returned or killed); 2: ended otherwise; 0: not yet.
+    pub(crate) fn done(&self) -> u8 {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// A joiner announces itself before it looks at `done` again.
+    pub(crate) fn announce_joiner(&self) {
+        self.joiners.store(true, Ordering::Relaxed);
+        crate::sync::fence(Ordering::SeqCst);
     }
 }
 

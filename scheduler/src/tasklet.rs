@@ -280,7 +280,14 @@ impl Tasklet {
             }
         }
         loop {
+            if t.done() == 1 {
+                return Ok(());
+            }
+            t.announce_joiner();
             let mut j = t.join.lock();
+            if t.done() == 1 {
+                return Ok(());
+            }
             match &mut j.outcome {
                 Outcome::Finished | Outcome::Killed => return Ok(()),
                 Outcome::Panicked(payload, msg) => {
