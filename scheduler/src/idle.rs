@@ -131,10 +131,7 @@ impl Shared {
     /// injector has some (approximate; used to decide whether to wake more).
     pub(crate) fn has_stealable(&self) -> bool {
         self.injector_len.load(Ordering::SeqCst) > 0
-            || self
-                .workers
-                .iter()
-                .any(|w| w.tickets_len.load(Ordering::SeqCst) > 0)
+            || self.workers.iter().any(|w| w.tickets.len() > 0)
     }
 
     /// Pushes `t` (homed at `w`) to `w`'s inbox and wakes `w`.

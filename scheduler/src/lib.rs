@@ -29,6 +29,7 @@ mod stack;
 pub mod sync;
 mod task;
 mod tasklet;
+mod tickets;
 mod timer;
 mod worker;
 

@@ -37,8 +37,7 @@ pub(crate) struct WorkerShared {
     /// `signal::*` bits; the owner polls this one word between tasklets.
     pub(crate) signal: AtomicU32,
     /// Fresh tasklets a thief may take, oldest first (stale entries skipped).
-    pub(crate) tickets: Mutex<VecDeque<TaskRef>>,
-    pub(crate) tickets_len: AtomicUsize,
+    pub(crate) tickets: crate::tickets::Tickets,
     /// Set (under the idle lock) from just before the final re-check until
     /// the worker is awake again; read by wakers after publishing work.
     pub(crate) sleeping: AtomicBool,
@@ -57,8 +56,7 @@ impl WorkerShared {
             inbox: Mutex::new(Vec::new()),
             running: AtomicPtr::new(std::ptr::null_mut()),
             signal: AtomicU32::new(0),
-            tickets: Mutex::new(VecDeque::new()),
-            tickets_len: AtomicUsize::new(0),
+            tickets: crate::tickets::Tickets::new(),
             sleeping: AtomicBool::new(false),
             parker: WorkerParker::new(),
             watchdogs: AtomicUsize::new(0),
@@ -133,8 +131,7 @@ impl Shared {
     fn clear_queues(&self) {
         for w in self.workers.iter() {
             drop(std::mem::take(&mut *w.inbox.lock()));
-            drop(std::mem::take(&mut *w.tickets.lock()));
-            w.tickets_len.store(0, Ordering::SeqCst);
+            while w.tickets.pop().is_some() {}
             w.signal.store(0, Ordering::SeqCst);
         }
         drop(std::mem::take(&mut *self.injector.lock()));

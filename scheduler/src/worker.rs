@@ -859,12 +859,8 @@ impl WorkerLocal {
         if n % 16 == 0 {
             // Drop the stale tickets of tasklets we started ourselves.
             let ws = self.ws();
-            if ws.tickets_len.load(Ordering::Relaxed) > 0 {
-                let mut q = ws.tickets.lock();
-                while q.front().is_some_and(|t| !t.stealable()) {
-                    q.pop_front();
-                }
-                ws.tickets_len.store(q.len(), Ordering::SeqCst);
+            if ws.tickets.len() > 0 {
+                ws.tickets.drop_stale_front(|t| !t.stealable());
             }
         }
     }
@@ -1365,24 +1361,21 @@ impl WorkerLocal {
                 continue;
             }
             let vs = &sh.workers[v];
-            if vs.tickets_len.load(Ordering::Acquire) == 0 {
+            let len = vs.tickets.len();
+            if len == 0 {
                 continue;
             }
-            let mut q = vs.tickets.lock();
-            while q.front().is_some_and(|t| !t.stealable()) {
-                q.pop_front();
-            }
-            let want = q.len().div_ceil(2).min(32);
+            // Up to half of the victim's tickets, oldest first (stale ones,
+            // whose tasklet was already claimed, are dropped on the way).
+            let want = len.div_ceil(2).min(32);
             let mut taken = 0;
             while taken < want {
-                let Some(t) = q.pop_front() else { break };
+                let Some(t) = vs.tickets.pop() else { break };
                 if t.steal(me) {
                     self.adopt(t);
                     taken += 1;
                 }
             }
-            vs.tickets_len.store(q.len(), Ordering::SeqCst);
-            drop(q);
             if taken > 0 {
                 return true;
             }
@@ -1491,14 +1484,10 @@ impl WorkerLocal {
                 t.kill.store(true, Ordering::Release);
             }
         }
-        {
-            let mut q = self.ws().tickets.lock();
-            for t in q.drain(..) {
-                if t.pin(self.index) {
-                    t.kill.store(true, Ordering::Release);
-                }
+        while let Some(t) = self.ws().tickets.pop() {
+            if t.pin(self.index) {
+                t.kill.store(true, Ordering::Release);
             }
-            self.ws().tickets_len.store(0, Ordering::SeqCst);
         }
         for i in 0..self.registry().len() {
             let t = self.registry()[i].clone();
@@ -1575,12 +1564,12 @@ impl WorkerLocal {
         if sh.nworkers > 1 && !sh.is_shutdown() {
             t.home.store(self.index | STEALABLE, Ordering::Release);
             self.ring().push_back(t.clone());
-            let ws = self.ws();
-            {
-                let mut q = ws.tickets.lock();
-                q.push_back(t.clone());
-                ws.tickets_len.store(q.len(), Ordering::SeqCst);
-            }
+            self.ws().tickets.push(t.clone(), |moved| {
+                // The ring is full: its older half goes to the injector.
+                let mut q = sh.injector.lock();
+                q.extend(moved);
+                sh.injector_len.store(q.len(), Ordering::Release);
+            });
             sh.wakep();
         } else {
             t.home.store(self.index, Ordering::Release);
