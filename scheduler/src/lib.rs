@@ -30,6 +30,9 @@ pub mod sync;
 mod task;
 mod tasklet;
 mod tickets;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use tickets::loom_models as ticket_models;
 mod timer;
 mod worker;
 

@@ -130,10 +130,12 @@ impl Drop for Tickets {
     }
 }
 
-/// Loom models of the ring itself (run with the other loom models; see
-/// loom-tests/README.md): every ticket ends up in exactly one place.
-#[cfg(all(test, loom))]
-mod loom_tests {
+/// Loom models of the ring itself: every ticket ends up in exactly one
+/// place. The ring is private, so the models live here and
+/// `loom-tests/tests/tickets.rs` runs them (see loom-tests/README.md).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_models {
     use super::*;
     use crate::task::Task;
 
@@ -142,8 +144,7 @@ mod loom_tests {
     }
 
     /// The owner pushes past capacity (the overflow path) while a thief pops.
-    #[test]
-    fn push_overflow_races_with_steal() {
+    pub fn push_overflow_races_with_steal() {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
         b.check(|| {
@@ -177,8 +178,7 @@ mod loom_tests {
     }
 
     /// Two thieves pop the same ring: no ticket twice.
-    #[test]
-    fn two_thieves() {
+    pub fn two_thieves() {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
         b.check(|| {
