@@ -5,12 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use stackless::{be_nice, run, run_nice, schedule, spawn, Channel, Scheduler, Tasklet};
+use stackless::{
+    be_nice, run, run_nice, schedule, spawn, Channel, Scheduler, Tasklet, TaskletBuilder,
+};
 
 use crate::{kib_per_task, rss_kib, spin, Measured, Runner, Sizes, Workload};
-
-/// How long `pingpong_cross` waits for worker 1 to steal the partner tasklet.
-pub const STEAL_WAIT: Duration = Duration::from_secs(5);
 
 /// A stackless scheduler with a fixed number of workers.
 pub struct StacklessRunner {
@@ -87,40 +86,30 @@ pub fn yield_storm(s: &Scheduler, tasks: usize, yields: usize) -> Result<Duratio
 /// unbuffered channels.
 ///
 /// With `cross` false the scheduler should have 1 worker, so both sides share
-/// it. With `cross` true (2 workers) the main tasklet spins without yielding
-/// until the partner has been stolen and started by another worker
-/// (`worker() == Some(w)` with `w != 0`), so the two sides are on different
-/// workers for the whole measurement (started tasklets never move).
+/// it. With `cross` true (2 workers) the partner is placed on worker 1 with
+/// `TaskletBuilder::worker(1)` (never stolen, never moved), while the main
+/// tasklet runs on worker 0.
 pub fn pingpong(s: &Scheduler, rounds: usize, cross: bool) -> Result<Duration, String> {
     s.enter(|| {
         let ping: Channel<u64> = Channel::new();
         let pong: Channel<u64> = Channel::new();
         let (p, q) = (ping.clone(), pong.clone());
-        let partner = spawn(move || {
+        let body = move || {
             for _ in 0..rounds {
                 let Ok(v) = p.receive() else { return };
                 if q.send(v + 1).is_err() {
                     return;
                 }
             }
-        });
-        if cross {
-            let deadline = Instant::now() + STEAL_WAIT;
-            // `worker()` may name worker 0 while the partner still waits in
-            // worker 0's queue; wait until another worker has taken it.
-            loop {
-                match partner.worker() {
-                    Some(w) if w != 0 => break,
-                    w if Instant::now() > deadline => {
-                        return Err(format!(
-                            "partner tasklet not stolen by another worker within {} s (worker() = {w:?})",
-                            STEAL_WAIT.as_secs()
-                        ))
-                    }
-                    _ => std::hint::spin_loop(),
-                }
-            }
-        }
+        };
+        let partner = if cross {
+            TaskletBuilder::new()
+                .worker(1)
+                .spawn(body)
+                .map_err(|e| format!("spawn on worker 1: {e}"))?
+        } else {
+            spawn(body)
+        };
         let t0 = Instant::now();
         let mut v = 0u64;
         for _ in 0..rounds {

@@ -436,7 +436,7 @@ fn implementation_notes(rows: &[Row]) -> Vec<String> {
     let cross = Some(Workload::PingpongCross);
     let mut v = Vec::new();
     if has(cross, System::Stackless) {
-        v.push("pingpong_cross/stackless: main (worker 0) spins without yielding until the partner tasklet has been stolen and started by worker 1, then measures".into());
+        v.push("pingpong_cross/stackless: main on worker 0, the partner placed on worker 1 with TaskletBuilder::worker(1)".into());
     }
     if has(cross, System::Tokio) {
         v.push("pingpong_cross/tokio: two threads, each with its own current_thread runtime (tokio cannot pin a task to a worker)".into());
