@@ -90,7 +90,8 @@ fn m6_kill_of_receiver_races_with_send() {
     });
 }
 
-/// Model 8: a plain OS thread parks on a channel and a tasklet wakes it.
+/// Model 8: a plain OS thread parks on a channel and a tasklet wakes it,
+/// twice (the thread's participant count must stay balanced across parks).
 #[test]
 fn m8_plain_thread_parks_on_a_channel() {
     model(|| {
@@ -99,17 +100,19 @@ fn m8_plain_thread_parks_on_a_channel() {
         s.enter(move || {
             let c: Channel<u32> = Channel::new();
             let rx = c.clone();
-            let th = s2.spawn_thread(move || rx.receive().unwrap());
-            // The thread may not be waiting yet: retry until it takes it.
-            let mut v = 7;
-            loop {
-                match c.send(v) {
-                    Ok(()) => break,
-                    Err(SendError::Deadlock(back)) => {
-                        v = back;
-                        loom::thread::yield_now();
+            let th = s2.spawn_thread(move || rx.receive().unwrap() + rx.receive().unwrap());
+            for v in [3, 4] {
+                // The thread may not be waiting yet: retry until it takes it.
+                let mut v = v;
+                loop {
+                    match c.send(v) {
+                        Ok(()) => break,
+                        Err(SendError::Deadlock(back)) => {
+                            v = back;
+                            loom::thread::yield_now();
+                        }
+                        Err(e) => panic!("{e:?}"),
                     }
-                    Err(e) => panic!("{e:?}"),
                 }
             }
             assert_eq!(th.join().unwrap(), 7);

@@ -269,7 +269,10 @@ impl Shared {
     /// not block; its count stays.
     pub(crate) fn participant_parking(&self, me: &crate::park::Unparker) -> bool {
         let mut g = self.idle.state.lock();
-        g.participants -= 1;
+        g.participants = g
+            .participants
+            .checked_sub(1)
+            .expect("stackless: participant thread count underflow");
         if g.participants == 0 && self.idle.busy.load(Ordering::SeqCst) == 0 {
             let q = self.on_quiescent(&mut g, None, Some(me));
             if q.victim_is_self {

@@ -337,12 +337,14 @@ impl ThreadParker {
 
     /// Wakes the thread after a successful claim and hand-off.
     pub(crate) fn wake(&self) {
+        let g = self.lock.lock();
+        // The thread released its participant count under this lock (see
+        // `release_if_waiting`), so the two never miss each other.
         if self.released.swap(false, Ordering::AcqRel) {
             if let Some(s) = self.participant.lock().clone() {
                 s.participant_resumed();
             }
         }
-        let _g = self.lock.lock();
         let w = self.word.load(Ordering::Relaxed);
         if task::word_phase(w) == phase::CLAIMED {
             self.word.store(
@@ -351,6 +353,25 @@ impl ThreadParker {
             );
         }
         self.cv.notify_all();
+        drop(g);
+    }
+
+    /// The thread is about to sleep in park `seq`: marks its participant
+    /// count as released if nobody has claimed the park yet. True when the
+    /// caller must now count itself out (a later waker counts it back in).
+    pub(crate) fn release_if_waiting(&self, seq: u64) -> bool {
+        let _g = self.lock.lock();
+        let waiting = self.word.load(Ordering::Acquire) == task::park_word(seq, phase::WAITING, 0);
+        if waiting {
+            self.released.store(true, Ordering::Release);
+        }
+        waiting
+    }
+
+    /// Takes back a release that nobody consumed (the deadlock-victim path).
+    pub(crate) fn unrelease(&self) {
+        let _g = self.lock.lock();
+        self.released.store(false, Ordering::Release);
     }
 
     /// Sleeps until the park word leaves `WAITING` (or the deadline passes,

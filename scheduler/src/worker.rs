@@ -419,23 +419,12 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
                 target: Target::Thread(p.clone()),
                 seq,
             };
-            // Stop counting as running — unless a waker already claimed
-            // this park. From the store on, whoever claims it counts us
-            // back in (`ThreadParker::wake` swaps `released` back); we count
-            // out only if the park was still waiting after the store.
-            p.released.store(true, Ordering::SeqCst);
-            let still_waiting =
-                p.word.load(Ordering::SeqCst) == crate::task::park_word(seq, phase::WAITING, 0);
-            if still_waiting {
-                if s.participant_parking(&me) {
-                    // We are the deadlock victim: our park is claimed; finish it.
-                    p.released.store(false, Ordering::SeqCst);
-                    p.wake();
-                }
-            } else if !p.released.swap(false, Ordering::SeqCst) {
-                // A waker saw the store and counted us in again, but we
-                // never counted out: even it up.
-                s.participant_exited();
+            // Stop counting as running, unless a waker already claimed this
+            // park; from then on whoever claims it counts us back in.
+            if p.release_if_waiting(seq) && s.participant_parking(&me) {
+                // We are the deadlock victim: our park is claimed; finish it.
+                p.unrelease();
+                p.wake();
             }
         }
     }
