@@ -275,6 +275,9 @@ pub(crate) mod overflow {
     }
 
     static INSTALL: Once = Once::new();
+    // SAFETY (both): an all-zero `sigaction` is a valid value (SIG_DFL, no
+    // flags); the statics are written only inside `INSTALL.call_once`,
+    // before our handler can read them.
     static mut PREV_SEGV: libc::sigaction = unsafe { std::mem::zeroed() };
     static mut PREV_BUS: libc::sigaction = unsafe { std::mem::zeroed() };
 

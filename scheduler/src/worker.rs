@@ -437,26 +437,18 @@ pub(crate) fn park(deadline: Option<Instant>) -> Wake {
 
 /// See [`crate::park::cancel_park`].
 pub(crate) fn cancel_park(u: &Unparker) -> bool {
-    let ok = match &u.target {
-        Target::Tasklet(t) => t
-            .park
-            .compare_exchange(
-                crate::task::park_word(u.seq, phase::WAITING, 0),
-                crate::task::park_word(u.seq, phase::IDLE, 0),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok(),
-        Target::Thread(p) => p
-            .word
-            .compare_exchange(
-                crate::task::park_word(u.seq, phase::WAITING, 0),
-                crate::task::park_word(u.seq, phase::IDLE, 0),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok(),
+    let word = match &u.target {
+        Target::Tasklet(t) => &t.park,
+        Target::Thread(p) => &p.word,
     };
+    let ok = word
+        .compare_exchange(
+            crate::task::park_word(u.seq, phase::WAITING, 0),
+            crate::task::park_word(u.seq, phase::IDLE, 0),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok();
     if ok {
         if let Target::Tasklet(t) = &u.target {
             t.queued.store(true, Ordering::Release);
