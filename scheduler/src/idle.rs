@@ -1,9 +1,12 @@
 //! Idle workers, wake-ups and quiescence. The protocol is described in
 //! prose in `idle/README.md`, next to this file; this module implements it.
 
+use crate::park::{Placement, Target};
 use crate::scheduler::{signal, Shared};
-use crate::sync::{fence, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, Arc, AtomicUsize, Mutex, Ordering};
 use crate::task::{Reason, TaskRef};
+use crate::worker::{Flow, WorkerLocal, SEARCH_ROUNDS};
+use std::time::Instant;
 
 #[doc = include_str!("idle/README.md")]
 pub(crate) struct Idle {
@@ -289,6 +292,227 @@ impl Shared {
         g.participants = g.participants.saturating_sub(1);
         if g.participants == 0 && self.idle.busy.load(Ordering::SeqCst) == 0 {
             let _ = self.on_quiescent(&mut g, None, None);
+        }
+    }
+}
+
+// ---- the worker's side of the protocol -------------------------------------
+
+impl WorkerLocal {
+    /// The ring is empty: find work, or sleep until there is some.
+    pub(crate) fn idle(&self) -> Flow {
+        if self.stopping.get() {
+            self.sync_inbox();
+            if !self.ring().is_empty() {
+                return Flow::Continue;
+            }
+            if self.registry().is_empty() {
+                return Flow::Stop;
+            }
+            self.kill_all();
+            return Flow::Continue;
+        }
+        if self.ws().signal.load(Ordering::Acquire) != 0 {
+            self.handle_signals();
+            if !self.ring().is_empty() {
+                return Flow::Continue;
+            }
+        }
+        if self.timers().live() > 0 && self.fire_timers(Instant::now()) {
+            return Flow::Continue;
+        }
+        if self.shared.nworkers > 1 && self.search() {
+            return Flow::Continue;
+        }
+        self.sleep();
+        Flow::Continue
+    }
+
+    /// Looks for fresh tasklets to steal, spinning a little. True if found.
+    fn search(&self) -> bool {
+        let idle = &self.shared.idle;
+        let n = self.shared.nworkers;
+        if !self.searching.get() {
+            if 2 * idle.searching.load(Ordering::SeqCst) >= n {
+                return false;
+            }
+            idle.searching.fetch_add(1, Ordering::SeqCst);
+            self.searching.set(true);
+        }
+        for round in 0..SEARCH_ROUNDS {
+            if self.steal() {
+                self.stop_searching(true);
+                return true;
+            }
+            if self.ws().signal.load(Ordering::Acquire) != 0 {
+                self.handle_signals();
+                if !self.ring().is_empty() {
+                    self.stop_searching(true);
+                    return true;
+                }
+            }
+            if round < SEARCH_ROUNDS / 2 {
+                for _ in 0..64 {
+                    crate::sync::spin_wait();
+                }
+            } else {
+                crate::sync::yield_thread();
+            }
+        }
+        self.stop_searching(false);
+        false
+    }
+
+    fn stop_searching(&self, found: bool) {
+        if self.searching.replace(false) {
+            let prev = self.shared.idle.searching.fetch_sub(1, Ordering::SeqCst);
+            if found && prev == 1 && self.shared.has_stealable() {
+                self.shared.wakep();
+            }
+        }
+    }
+
+    /// One pass over the injector and the other workers' tickets, oldest
+    /// first; steals up to half of a victim's fresh tasklets. True if any.
+    fn steal(&self) -> bool {
+        let sh = &self.shared;
+        let me = self.index;
+        let mut got = false;
+        if sh.injector_len.load(Ordering::Acquire) > 0 {
+            let mut q = sh.injector.lock();
+            let take = (q.len() / sh.nworkers).clamp(1, 32);
+            for _ in 0..take {
+                let Some(t) = q.pop_front() else { break };
+                if t.steal(me) {
+                    self.adopt(t);
+                    got = true;
+                }
+            }
+            sh.injector_len.store(q.len(), Ordering::Release);
+        }
+        if got {
+            return true;
+        }
+        let n = sh.nworkers;
+        if n == 1 {
+            return false;
+        }
+        let start = self.next_rand() as usize % n;
+        for k in 0..n {
+            let v = (start + k) % n;
+            if v == me {
+                continue;
+            }
+            let vs = &sh.workers[v];
+            let len = vs.tickets.len();
+            if len == 0 {
+                continue;
+            }
+            // Up to half of the victim's tickets, oldest first (stale ones,
+            // whose tasklet was already claimed, are dropped on the way).
+            let want = len.div_ceil(2).min(32);
+            let mut taken = 0;
+            while taken < want {
+                let Some(t) = vs.tickets.pop() else { break };
+                if t.steal(me) {
+                    self.adopt(t);
+                    taken += 1;
+                }
+            }
+            if taken > 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A stolen fresh tasklet joins our ring.
+    fn adopt(&self, t: TaskRef) {
+        // SAFETY: the steal CAS made `t` ours, and it has not started.
+        let ex = unsafe { t.exec() };
+        ex.in_ring = true;
+        t.queued.store(true, Ordering::Release);
+        self.ring().push_back(t);
+    }
+
+    fn next_rand(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        x
+    }
+
+    /// Sleeps until woken (or the next timer). Runs the quiescence action
+    /// when this worker is the last to go idle.
+    fn sleep(&self) {
+        let sh = &self.shared;
+        let me = self.index;
+        let ws = self.ws();
+        let holds_busy = self.timers().live() > 0;
+        {
+            let mut g = sh.idle.state.lock();
+            ws.sleeping.store(true, Ordering::SeqCst);
+            sh.idle.sleepers.fetch_add(1, Ordering::SeqCst);
+            if !crate::sync::weakened(crate::sync::Weakness::NoSleepFence) {
+                crate::sync::fence(Ordering::SeqCst);
+            }
+            let found = !crate::sync::weakened(crate::sync::Weakness::NoRecheckBeforeSleep)
+                && (ws.signal.load(Ordering::SeqCst) != 0 || self.steal());
+            if found {
+                sh.idle.sleepers.fetch_sub(1, Ordering::SeqCst);
+                ws.sleeping.store(false, Ordering::SeqCst);
+                return;
+            }
+            g.sleeping.push((me, holds_busy));
+            g.clock += 1;
+            g.candidates[me] = self.take_candidate().map(|u| (g.clock, u));
+            if !holds_busy {
+                let busy = sh.idle.busy.fetch_sub(1, Ordering::SeqCst) - 1;
+                if busy == 0 {
+                    let q = sh.on_quiescent(&mut g, Some(me), None);
+                    if q.local.is_some() || q.revive_local || q.revive_main.is_some() {
+                        sh.take_sleeper(&mut g, me);
+                        g.candidates[me] = None;
+                        ws.sleeping.store(false, Ordering::SeqCst);
+                        drop(g);
+                        self.apply_quiescent(q);
+                        return;
+                    }
+                }
+            }
+        }
+        let deadline = if holds_busy {
+            self.timers().next_deadline()
+        } else {
+            None
+        };
+        ws.parker.park(deadline);
+        let mut g = sh.idle.state.lock();
+        sh.take_sleeper(&mut g, me);
+        if let Some((_, u)) = g.candidates[me].take() {
+            if let Target::Tasklet(t) = &u.target {
+                *self.last_parked() = Some((Arc::as_ptr(t), u.seq));
+            }
+        }
+        if let Some(pos) = g.woken_searching.iter().position(|&w| w == me) {
+            g.woken_searching.swap_remove(pos);
+            self.searching.set(true);
+        }
+        ws.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    fn apply_quiescent(&self, q: Quiescent) {
+        if q.revive_local {
+            self.revive_watchdog();
+        }
+        if let Some(t) = q.local {
+            // We won this park's claim: finish the wake.
+            self.push_woken(t, Placement::Tail);
+        }
+        if let Some(main) = q.revive_main {
+            self.ring_push_back(main);
         }
     }
 }

@@ -18,12 +18,14 @@
 //! steal and quiescence protocols.
 
 mod api;
+mod context;
 mod coroutine;
 mod error;
 mod idle;
 mod nice;
 pub mod park;
 mod scheduler;
+mod shutdown;
 mod stack;
 #[doc(hidden)]
 pub mod sync;

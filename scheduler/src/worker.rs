@@ -25,23 +25,23 @@
 
 use crate::coroutine::Coro;
 use crate::error::TaskletError;
-use crate::idle::Quiescent;
-use crate::park::{Placement, Target, ThreadParker, Unparker, Wake};
+use crate::park::{Placement, Target, Unparker, Wake};
 use crate::scheduler::{signal, Shared, WorkerShared};
 use crate::sync::{Arc, Ordering};
 use crate::task::{life, phase, Outcome, Reason, Task, TaskRef, TaskletExit, STEALABLE};
 use crate::timer::Timers;
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
 use std::time::Instant;
 
 /// How often (in resumes) the loop looks at its timers while busy.
 const TIMER_TICK: u32 = 61;
 /// How far ahead in the ring the loop prefetches.
+#[cfg(all(target_arch = "x86_64", not(loom)))]
 const PREFETCH_DISTANCE: usize = 1;
 /// Rounds a worker spends looking for work to steal before sleeping (one
 /// under loom: spinning only multiplies the interleavings to explore).
-const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
+pub(crate) const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
 
 /// An entry of a worker's inbox: a tasklet homed there that another thread
 /// made runnable.
@@ -82,219 +82,28 @@ pub(crate) struct WorkerLocal {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
     /// `&shared.workers[index]`, cached (the loop reads it every iteration).
-    ws: *const WorkerShared,
-    ring: UnsafeCell<VecDeque<TaskRef>>,
-    current: Cell<*const Task>,
-    main: Option<TaskRef>,
-    watchdogs: UnsafeCell<Vec<TaskRef>>,
-    registry: UnsafeCell<Vec<TaskRef>>,
+    pub(crate) ws: *const WorkerShared,
+    pub(crate) ring: UnsafeCell<VecDeque<TaskRef>>,
+    pub(crate) current: Cell<*const Task>,
+    pub(crate) main: Option<TaskRef>,
+    pub(crate) watchdogs: UnsafeCell<Vec<TaskRef>>,
+    pub(crate) registry: UnsafeCell<Vec<TaskRef>>,
     pub(crate) timers: UnsafeCell<Timers>,
-    stacks: UnsafeCell<crate::stack::LocalPool>,
+    pub(crate) stacks: UnsafeCell<crate::stack::LocalPool>,
     /// The last deadlock-eligible park on this worker (task, park seq), while
     /// nothing else has run here since (the deadlock victim candidate). A
     /// plain pointer: the task is parked, so the registry (or the main slot)
     /// keeps it alive until it next runs here, which clears this first.
-    last_parked: UnsafeCell<Option<(*const Task, u64)>>,
+    pub(crate) last_parked: UnsafeCell<Option<(*const Task, u64)>>,
     pub(crate) nice: UnsafeCell<VecDeque<NiceEntry>>,
     /// Whether the running tasklet's prepared park may get a deadlock answer.
-    park_eligible: Cell<bool>,
-    ticks: Cell<u32>,
-    searching: Cell<bool>,
-    stopping: Cell<bool>,
-    fresh_starts: Cell<u32>,
-    rng: Cell<u64>,
-    announced_stack_error: Cell<bool>,
-}
-
-crate::sync::thread_local! {
-    static WORKER: Cell<*const WorkerLocal> = const { Cell::new(std::ptr::null()) };
-    static FOREIGN: RefCell<Option<ForeignThread>> = const { RefCell::new(None) };
-}
-
-/// A thread that is no worker: its parking spot, the scheduler it uses,
-/// and its own main tasklet (what `current()` returns there).
-struct ForeignThread {
-    parker: Arc<ThreadParker>,
-    bound: Option<Arc<Shared>>,
-    main: Option<TaskRef>,
-}
-
-impl Drop for ForeignThread {
-    fn drop(&mut self) {
-        if let Some(s) = self.parker.participant.lock().take() {
-            if !self.parker.released.load(Ordering::Acquire) {
-                s.participant_exited();
-            }
-        }
-    }
-}
-
-/// The worker running on this thread, if any.
-#[inline(always)]
-pub(crate) fn local() -> Option<&'static WorkerLocal> {
-    let p = WORKER.with(|w| w.get());
-    // SAFETY: the pointer is set by `install` to a `WorkerLocal` that outlives
-    // the installation (it is uninstalled before being dropped), and only this
-    // thread reads it.
-    unsafe { p.as_ref() }
-}
-
-/// The guard page of the tasklet this thread's worker last resumed (the
-/// one running, if a tasklet runs): for the stack-overflow handler. Only
-/// reads memory that stays valid while the tasklet runs.
-#[cfg(not(loom))]
-pub(crate) fn running_guard() -> Option<crate::stack::overflow::Running> {
-    let w = WORKER.try_with(|w| w.get()).ok()?;
-    // SAFETY: a non-null pointer is this thread's installed worker (see `local`).
-    let w = unsafe { w.as_ref()? };
-    let t = w.current.get();
-    if t.is_null() {
-        return None;
-    }
-    // SAFETY: `current` points at a live task (see `current_ptr`); `exec`
-    // belongs to this thread, and a fault interrupted no writer of it.
-    let t = unsafe { &*t };
-    // SAFETY: as above.
-    let ex = unsafe { &*t.exec.get() };
-    (ex.guard.0 != 0).then_some(crate::stack::overflow::Running {
-        guard_lo: ex.guard.0,
-        guard_hi: ex.guard.1,
-        id: t.id,
-        usable: ex.usable,
-    })
-}
-
-/// Makes `w` this thread's worker; returns the previous one.
-pub(crate) fn install(w: &WorkerLocal) -> *const WorkerLocal {
-    WORKER.with(|c| c.replace(w as *const _))
-}
-
-/// Restores the worker that `install` replaced.
-pub(crate) fn uninstall(prev: *const WorkerLocal) {
-    WORKER.with(|c| c.set(prev));
-}
-
-/// The scheduler of this thread (worker or bound foreign thread).
-pub(crate) fn current_shared() -> Option<Arc<Shared>> {
-    if let Some(w) = local() {
-        return Some(w.shared.clone());
-    }
-    FOREIGN.with(|f| f.borrow().as_ref().and_then(|f| f.bound.clone()))
-}
-
-fn foreign_parker() -> Arc<ThreadParker> {
-    FOREIGN.with(|f| {
-        let mut f = f.borrow_mut();
-        f.get_or_insert_with(new_foreign).parker.clone()
-    })
-}
-
-fn new_foreign() -> ForeignThread {
-    ForeignThread {
-        parker: Arc::new(ThreadParker::new()),
-        bound: None,
-        main: None,
-    }
-}
-
-/// The main tasklet of this foreign thread (created on first use).
-pub(crate) fn foreign_main() -> TaskRef {
-    FOREIGN.with(|f| {
-        let mut f = f.borrow_mut();
-        let f = f.get_or_insert_with(new_foreign);
-        f.main.get_or_insert_with(|| Task::new(None, true)).clone()
-    })
-}
-
-/// Whether `t` is this foreign thread's own main tasklet.
-pub(crate) fn foreign_current_is(t: &Task) -> bool {
-    FOREIGN
-        .try_with(|f| {
-            f.borrow()
-                .as_ref()
-                .and_then(|f| f.main.as_ref())
-                .is_some_and(|m| std::ptr::eq(&**m, t))
-        })
-        .unwrap_or(false)
-}
-
-/// Registers this foreign thread as a participant of `s` (once).
-pub(crate) fn register_participant(s: &Arc<Shared>) {
-    if local().is_some() {
-        return;
-    }
-    let p = foreign_parker();
-    let mut part = p.participant.lock();
-    if part.is_none() {
-        s.participant_started();
-        *part = Some(s.clone());
-    }
-}
-
-/// A thread started by `Scheduler::spawn_thread`: already counted.
-pub(crate) fn adopt_participant(s: Arc<Shared>) {
-    let p = foreign_parker();
-    *p.participant.lock() = Some(s.clone());
-    FOREIGN.with(|f| {
-        if let Some(f) = f.borrow_mut().as_mut() {
-            f.bound = Some(s);
-        }
-    });
-}
-
-/// The worker for free functions: this thread's, or the default
-/// scheduler's (attaching this thread as its worker 0 on first use).
-/// `None` on a foreign thread of a scheduler whose worker 0 is elsewhere.
-#[inline]
-pub(crate) fn local_or_default() -> Option<&'static WorkerLocal> {
-    match local() {
-        Some(w) => Some(w),
-        None => attach_default(),
-    }
-}
-
-#[cfg(not(loom))]
-#[cold]
-fn attach_default() -> Option<&'static WorkerLocal> {
-    if FOREIGN.with(|f| f.borrow().as_ref().is_some_and(|f| f.bound.is_some())) {
-        return None;
-    }
-    let sched = crate::scheduler::default_scheduler();
-    let shared = &sched.shared;
-    if shared.entered.swap(true, Ordering::AcqRel) {
-        // Worker 0 is another thread: this one is a foreign thread of the default.
-        let p = foreign_parker();
-        let _ = p;
-        FOREIGN.with(|f| {
-            if let Some(f) = f.borrow_mut().as_mut() {
-                f.bound = Some(shared.clone());
-            }
-        });
-        return None;
-    }
-    shared.idle.reset(shared.nworkers);
-    let main_task = Task::new(None, true);
-    main_task.bind_shared(shared);
-    main_task.home.store(0, Ordering::Release);
-    main_task.queued.store(true, Ordering::Release);
-    *shared.main.lock() = Some(main_task.clone());
-    let w: &'static WorkerLocal = Box::leak(Box::new(WorkerLocal::new(
-        0,
-        shared.clone(),
-        Some(main_task),
-    )));
-    install(w);
-    for i in 1..shared.nworkers {
-        let s = shared.clone();
-        crate::sync::spawn_thread(format!("stackless-worker-{i}"), move || worker_thread(s, i))
-            .unwrap_or_else(|e| panic!("stackless: cannot start worker thread {i}: {e}"));
-    }
-    Some(w)
-}
-
-#[cfg(loom)]
-fn attach_default() -> Option<&'static WorkerLocal> {
-    None
+    pub(crate) park_eligible: Cell<bool>,
+    pub(crate) ticks: Cell<u32>,
+    pub(crate) searching: Cell<bool>,
+    pub(crate) stopping: Cell<bool>,
+    pub(crate) fresh_starts: Cell<u32>,
+    pub(crate) rng: Cell<u64>,
+    pub(crate) announced_stack_error: Cell<bool>,
 }
 
 /// The current stack pointer (a hint for prefetching; any nearby address
@@ -316,6 +125,13 @@ fn stack_pointer() -> usize {
         std::hint::black_box(&here) as *const u8 as usize
     }
 }
+
+#[cfg(not(loom))]
+pub(crate) use crate::context::running_guard;
+pub(crate) use crate::context::{
+    adopt_participant, current_shared, foreign_current_is, foreign_main, foreign_parker, install,
+    local, local_or_default, register_participant, uninstall,
+};
 
 /// The body of worker threads 1..n.
 pub(crate) fn worker_thread(shared: Arc<Shared>, index: usize) {
@@ -457,7 +273,7 @@ pub(crate) fn cancel_park(u: &Unparker) -> bool {
     ok
 }
 
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Stop,
 }
@@ -507,14 +323,14 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    fn registry(&self) -> &mut Vec<TaskRef> {
+    pub(crate) fn registry(&self) -> &mut Vec<TaskRef> {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.registry.get() }
     }
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    fn watchdogs(&self) -> &mut Vec<TaskRef> {
+    pub(crate) fn watchdogs(&self) -> &mut Vec<TaskRef> {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.watchdogs.get() }
     }
@@ -528,7 +344,7 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    fn stacks(&self) -> &mut crate::stack::LocalPool {
+    pub(crate) fn stacks(&self) -> &mut crate::stack::LocalPool {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.stacks.get() }
     }
@@ -542,7 +358,7 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    fn last_parked(&self) -> &mut Option<(*const Task, u64)> {
+    pub(crate) fn last_parked(&self) -> &mut Option<(*const Task, u64)> {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.last_parked.get() }
     }
@@ -668,7 +484,7 @@ impl WorkerLocal {
 
     /// The running tasklet leaves the ring (it is the head).
     #[inline]
-    fn leave_ring_current(&self) {
+    pub(crate) fn leave_ring_current(&self) {
         let cur = self.current_ptr();
         // SAFETY: the running tasklet is homed here.
         let ex = unsafe { cur.exec() };
@@ -778,7 +594,7 @@ impl WorkerLocal {
     /// Brings the next tasklet's record and the top of its saved stack
     /// towards the cache while the current one runs.
     #[inline(always)]
-    fn prefetch_next(&self) {
+    pub(crate) fn prefetch_next(&self) {
         #[cfg(all(target_arch = "x86_64", not(loom)))]
         if let Some(next) = self.ring().get(PREFETCH_DISTANCE) {
             let t: &Task = next;
@@ -807,7 +623,7 @@ impl WorkerLocal {
 
     /// Starts a fresh tasklet at the head of the ring. False when it could
     /// not start (stolen, killed before starting, or no stack).
-    fn start(&self, t: &TaskRef) -> bool {
+    pub(crate) fn start(&self, t: &TaskRef) -> bool {
         self.note_fresh_start();
         let body = t.take_body();
         let body = match body {
@@ -853,7 +669,7 @@ impl WorkerLocal {
     }
 
     /// A tasklet at the head of the ring dies without running its body.
-    fn die_unstarted(&self, t: &TaskRef, outcome: Outcome) {
+    pub(crate) fn die_unstarted(&self, t: &TaskRef, outcome: Outcome) {
         self.ring_remove(t);
         drop(t.take_body());
         t.life.store(life::DEAD, Ordering::Release);
@@ -862,7 +678,7 @@ impl WorkerLocal {
         }
     }
 
-    fn note_fresh_start(&self) {
+    pub(crate) fn note_fresh_start(&self) {
         if self.shared.nworkers == 1 {
             return;
         }
@@ -879,7 +695,7 @@ impl WorkerLocal {
 
     /// Resumes the tasklet at the head of the ring until it switches out.
     #[inline]
-    fn resume(&self, t: &Task) {
+    pub(crate) fn resume(&self, t: &Task) {
         self.current.set(t);
         self.ws()
             .running
@@ -899,7 +715,7 @@ impl WorkerLocal {
 
     /// Cleans up after a tasklet whose body returned or unwound. `t` may
     /// be freed when this returns (the registry held the last count).
-    fn finish(&self, t: &Task) {
+    pub(crate) fn finish(&self, t: &Task) {
         // SAFETY: `coro` is ours (see `resume`); the coroutine has returned.
         let coro = unsafe { (*t.coro.get()).take() };
         if let Some(c) = coro {
@@ -947,23 +763,6 @@ impl WorkerLocal {
     #[inline]
     pub(crate) fn switch_out(&self) {
         self.switch_out_raw();
-        self.check_kill();
-    }
-
-    /// Called where a tasklet cannot suspend because the scheduler is
-    /// shutting down: makes sure this worker has begun its shutdown (which
-    /// kills every tasklet here), then unwinds the running tasklet. A
-    /// tasklet that spins on a failing call can therefore not outlive the
-    /// shutdown.
-    #[cold]
-    pub(crate) fn shutdown_point(&self) {
-        if !self.stopping.get() {
-            self.handle_signals();
-            if !self.stopping.get() {
-                self.stopping.set(true);
-                self.kill_all();
-            }
-        }
         self.check_kill();
     }
 
@@ -1040,7 +839,7 @@ impl WorkerLocal {
     }
 
     /// Revives the innermost watchdog (quiescence reached).
-    fn revive_watchdog(&self) {
+    pub(crate) fn revive_watchdog(&self) {
         if let Some(t) = self.watchdogs().last().cloned() {
             self.ring_push_back(t);
         }
@@ -1093,7 +892,7 @@ impl WorkerLocal {
         r
     }
 
-    fn end_park(&self, cur: &Task) -> Wake {
+    pub(crate) fn end_park(&self, cur: &Task) -> Wake {
         let reason = cur.finish_park();
         // SAFETY: the running tasklet is homed here.
         let ex = unsafe { cur.exec() };
@@ -1110,7 +909,7 @@ impl WorkerLocal {
     }
 
     /// This worker's deadlock candidate as an `Unparker` (for the idle state).
-    fn take_candidate(&self) -> Option<Unparker> {
+    pub(crate) fn take_candidate(&self) -> Option<Unparker> {
         let (p, seq) = self.last_parked().take()?;
         // SAFETY: see `last_parked`: the parked task is still alive; we add
         // a count before making an `Arc` of the pointer.
@@ -1216,14 +1015,14 @@ impl WorkerLocal {
         }
     }
 
-    fn drain_inbox(&self) {
+    pub(crate) fn drain_inbox(&self) {
         let ws = self.ws();
         if ws.signal.fetch_and(!signal::INBOX, Ordering::AcqRel) & signal::INBOX != 0 {
             self.drain_inbox_now();
         }
     }
 
-    fn drain_inbox_now(&self) {
+    pub(crate) fn drain_inbox_now(&self) {
         let entries = std::mem::take(&mut *self.ws().inbox.lock());
         for e in entries {
             let t = e.task;
@@ -1267,296 +1066,7 @@ impl WorkerLocal {
 
     // ----- idle ------------------------------------------------------------------------
 
-    /// The ring is empty: find work, or sleep until there is some.
-    fn idle(&self) -> Flow {
-        if self.stopping.get() {
-            self.sync_inbox();
-            if !self.ring().is_empty() {
-                return Flow::Continue;
-            }
-            if self.registry().is_empty() {
-                return Flow::Stop;
-            }
-            self.kill_all();
-            return Flow::Continue;
-        }
-        if self.ws().signal.load(Ordering::Acquire) != 0 {
-            self.handle_signals();
-            if !self.ring().is_empty() {
-                return Flow::Continue;
-            }
-        }
-        if self.timers().live() > 0 && self.fire_timers(Instant::now()) {
-            return Flow::Continue;
-        }
-        if self.shared.nworkers > 1 && self.search() {
-            return Flow::Continue;
-        }
-        self.sleep();
-        Flow::Continue
-    }
-
-    /// Looks for fresh tasklets to steal, spinning a little. True if found.
-    fn search(&self) -> bool {
-        let idle = &self.shared.idle;
-        let n = self.shared.nworkers;
-        if !self.searching.get() {
-            if 2 * idle.searching.load(Ordering::SeqCst) >= n {
-                return false;
-            }
-            idle.searching.fetch_add(1, Ordering::SeqCst);
-            self.searching.set(true);
-        }
-        for round in 0..SEARCH_ROUNDS {
-            if self.steal() {
-                self.stop_searching(true);
-                return true;
-            }
-            if self.ws().signal.load(Ordering::Acquire) != 0 {
-                self.handle_signals();
-                if !self.ring().is_empty() {
-                    self.stop_searching(true);
-                    return true;
-                }
-            }
-            if round < SEARCH_ROUNDS / 2 {
-                for _ in 0..64 {
-                    crate::sync::spin_wait();
-                }
-            } else {
-                crate::sync::yield_thread();
-            }
-        }
-        self.stop_searching(false);
-        false
-    }
-
-    fn stop_searching(&self, found: bool) {
-        if self.searching.replace(false) {
-            let prev = self.shared.idle.searching.fetch_sub(1, Ordering::SeqCst);
-            if found && prev == 1 && self.shared.has_stealable() {
-                self.shared.wakep();
-            }
-        }
-    }
-
-    /// One pass over the injector and the other workers' tickets, oldest
-    /// first; steals up to half of a victim's fresh tasklets. True if any.
-    fn steal(&self) -> bool {
-        let sh = &self.shared;
-        let me = self.index;
-        let mut got = false;
-        if sh.injector_len.load(Ordering::Acquire) > 0 {
-            let mut q = sh.injector.lock();
-            let take = (q.len() / sh.nworkers).clamp(1, 32);
-            for _ in 0..take {
-                let Some(t) = q.pop_front() else { break };
-                if t.steal(me) {
-                    self.adopt(t);
-                    got = true;
-                }
-            }
-            sh.injector_len.store(q.len(), Ordering::Release);
-        }
-        if got {
-            return true;
-        }
-        let n = sh.nworkers;
-        if n == 1 {
-            return false;
-        }
-        let start = self.next_rand() as usize % n;
-        for k in 0..n {
-            let v = (start + k) % n;
-            if v == me {
-                continue;
-            }
-            let vs = &sh.workers[v];
-            let len = vs.tickets.len();
-            if len == 0 {
-                continue;
-            }
-            // Up to half of the victim's tickets, oldest first (stale ones,
-            // whose tasklet was already claimed, are dropped on the way).
-            let want = len.div_ceil(2).min(32);
-            let mut taken = 0;
-            while taken < want {
-                let Some(t) = vs.tickets.pop() else { break };
-                if t.steal(me) {
-                    self.adopt(t);
-                    taken += 1;
-                }
-            }
-            if taken > 0 {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// A stolen fresh tasklet joins our ring.
-    fn adopt(&self, t: TaskRef) {
-        // SAFETY: the steal CAS made `t` ours, and it has not started.
-        let ex = unsafe { t.exec() };
-        ex.in_ring = true;
-        t.queued.store(true, Ordering::Release);
-        self.ring().push_back(t);
-    }
-
-    fn next_rand(&self) -> u64 {
-        let mut x = self.rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.set(x);
-        x
-    }
-
-    /// Sleeps until woken (or the next timer). Runs the quiescence action
-    /// when this worker is the last to go idle.
-    fn sleep(&self) {
-        let sh = &self.shared;
-        let me = self.index;
-        let ws = self.ws();
-        let holds_busy = self.timers().live() > 0;
-        {
-            let mut g = sh.idle.state.lock();
-            ws.sleeping.store(true, Ordering::SeqCst);
-            sh.idle.sleepers.fetch_add(1, Ordering::SeqCst);
-            if !crate::sync::weakened(crate::sync::Weakness::NoSleepFence) {
-                crate::sync::fence(Ordering::SeqCst);
-            }
-            let found = !crate::sync::weakened(crate::sync::Weakness::NoRecheckBeforeSleep)
-                && (ws.signal.load(Ordering::SeqCst) != 0 || self.steal());
-            if found {
-                sh.idle.sleepers.fetch_sub(1, Ordering::SeqCst);
-                ws.sleeping.store(false, Ordering::SeqCst);
-                return;
-            }
-            g.sleeping.push((me, holds_busy));
-            g.clock += 1;
-            g.candidates[me] = self.take_candidate().map(|u| (g.clock, u));
-            if !holds_busy {
-                let busy = sh.idle.busy.fetch_sub(1, Ordering::SeqCst) - 1;
-                if busy == 0 {
-                    let q = sh.on_quiescent(&mut g, Some(me), None);
-                    if q.local.is_some() || q.revive_local || q.revive_main.is_some() {
-                        sh.take_sleeper(&mut g, me);
-                        g.candidates[me] = None;
-                        ws.sleeping.store(false, Ordering::SeqCst);
-                        drop(g);
-                        self.apply_quiescent(q);
-                        return;
-                    }
-                }
-            }
-        }
-        let deadline = if holds_busy {
-            self.timers().next_deadline()
-        } else {
-            None
-        };
-        ws.parker.park(deadline);
-        let mut g = sh.idle.state.lock();
-        sh.take_sleeper(&mut g, me);
-        if let Some((_, u)) = g.candidates[me].take() {
-            if let Target::Tasklet(t) = &u.target {
-                *self.last_parked() = Some((Arc::as_ptr(t), u.seq));
-            }
-        }
-        if let Some(pos) = g.woken_searching.iter().position(|&w| w == me) {
-            g.woken_searching.swap_remove(pos);
-            self.searching.set(true);
-        }
-        ws.sleeping.store(false, Ordering::SeqCst);
-    }
-
-    fn apply_quiescent(&self, q: Quiescent) {
-        if q.revive_local {
-            self.revive_watchdog();
-        }
-        if let Some(t) = q.local {
-            // We won this park's claim: finish the wake.
-            self.push_woken(t, Placement::Tail);
-        }
-        if let Some(main) = q.revive_main {
-            self.ring_push_back(main);
-        }
-    }
-
     // ----- shutdown -------------------------------------------------------------------------
-
-    /// Makes every tasklet of this worker runnable with a kill pending.
-    /// Allocates nothing (it may run when memory or mappings ran out): the
-    /// ring's capacity is kept at least the registry's size (see `start`).
-    fn kill_all(&self) {
-        for t in self.ring().iter() {
-            if t.home() == self.index && t.life() == life::FRESH {
-                t.kill.store(true, Ordering::Release);
-            }
-        }
-        while let Some(t) = self.ws().tickets.pop() {
-            if t.pin(self.index) {
-                t.kill.store(true, Ordering::Release);
-            }
-        }
-        for i in 0..self.registry().len() {
-            let t = self.registry()[i].clone();
-            t.kill.store(true, Ordering::Release);
-            if t.claim_current(Reason::Killed).is_some() {
-                self.push_woken(t, Placement::Tail);
-            } else if !t.scheduled() {
-                self.ring_push_back(t);
-            }
-        }
-    }
-
-    /// Worker 0 after main returned: stop everything and kill what is left.
-    pub(crate) fn shutdown_sweep(&self) {
-        let sh = &self.shared;
-        if let Some(m) = &self.main {
-            self.ring_remove(m);
-            m.life.store(life::DEAD, Ordering::Release);
-        }
-        sh.shutdown.store(true, Ordering::SeqCst);
-        for (i, w) in sh.workers.iter().enumerate() {
-            if i != self.index {
-                w.signal.fetch_or(signal::SHUTDOWN, Ordering::SeqCst);
-                let mut g = sh.idle.state.lock();
-                sh.take_sleeper(&mut g, i);
-                drop(g);
-                w.parker.unpark();
-            }
-        }
-        // Fresh tasklets nobody took: they die unstarted.
-        let injected: Vec<TaskRef> = sh.injector.lock().drain(..).collect();
-        sh.injector_len.store(0, Ordering::SeqCst);
-        for t in injected {
-            if t.steal(self.index) {
-                drop(t.take_body());
-                t.life.store(life::DEAD, Ordering::Release);
-                for j in t.set_outcome(Outcome::Killed) {
-                    j.unpark();
-                }
-            }
-        }
-        self.stopping.set(true);
-        self.kill_all();
-        let prev_current = self.current.get();
-        self.run_loop();
-        self.current.set(prev_current);
-    }
-
-    /// Gives cached stacks back (the worker is going away).
-    pub(crate) fn release(&self) {
-        self.stacks().drain_into(&self.shared.stacks);
-        self.ring().clear();
-        self.registry().clear();
-        self.watchdogs().clear();
-        self.nice_list().clear();
-        self.timers().clear();
-        *self.last_parked() = None;
-    }
 
     /// Makes sure a stack is ready for a tasklet about to be created.
     pub(crate) fn ensure_stack(&self) -> std::io::Result<()> {
