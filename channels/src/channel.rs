@@ -39,7 +39,7 @@ use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use stackless_scheduler::park::{self, Placement, Unparker, Wake};
-use stackless_scheduler::sync::{Arc, SpinLock, UnsafeCell};
+use stackless_scheduler::sync::{Arc, SpinGuard, SpinLock, UnsafeCell};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -208,10 +208,9 @@ struct Dequeue<'a, T> {
 }
 
 impl<T> Dequeue<'_, T> {
+    #[cold]
+    #[inline(never)]
     fn run(&mut self) {
-        if !self.armed {
-            return;
-        }
         self.armed = false;
         let mut st = self.inner.state.lock();
         if let Some(pos) = st
@@ -226,8 +225,11 @@ impl<T> Dequeue<'_, T> {
 }
 
 impl<T> Drop for Dequeue<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        self.run();
+        if self.armed {
+            self.run();
+        }
     }
 }
 
@@ -248,15 +250,37 @@ impl<T: Send + 'static> Channel<T> {
         }
     }
 
-    fn transfer(&self, dir: isize, mut msg: Option<Msg<T>>, wait: Wait) -> Transfer<T> {
-        let mut st = self.inner.state.lock();
-        while st.balance * dir < 0 {
+    #[inline(always)]
+    fn transfer(&self, dir: isize, msg: Option<Msg<T>>, wait: Wait) -> Transfer<T> {
+        let st = self.inner.state.lock();
+        if st.balance * dir < 0 {
+            self.rendezvous(st, dir, msg, wait)
+        } else if st.closing || matches!(wait, Wait::Never) {
+            self.cannot_wait(st, msg, wait)
+        } else {
+            self.wait(st, dir, msg, wait)
+        }
+    }
+
+    /// Serves the oldest waiter of the other side (under the lock `st`).
+    #[inline]
+    fn rendezvous(
+        &self,
+        mut st: SpinGuard<'_, State<T>>,
+        dir: isize,
+        mut msg: Option<Msg<T>>,
+        wait: Wait,
+    ) -> Transfer<T> {
+        loop {
             let Some(w) = st.queue.pop_front() else { break };
             st.balance += dir;
-            let local = w.unparker.is_local() && !std::thread::panicking();
+            let local = w.unparker.is_local();
             let Some(claim) = w.unparker.claim() else {
                 // Its park ended some other way (kill, timeout, deadlock).
-                continue;
+                if st.balance * dir < 0 {
+                    continue;
+                }
+                break;
             };
             // SAFETY: we hold the lock and won the waiter's park: it cannot
             // return before we wake it, so its slot is alive and ours.
@@ -272,7 +296,7 @@ impl<T: Send + 'static> Channel<T> {
             let schedule_all = st.schedule_all;
             let favour_waiter = st.preference as isize == -dir;
             drop(st);
-            if !local {
+            if !local || std::thread::panicking() {
                 claim.wake();
             } else if schedule_all {
                 claim.wake();
@@ -285,12 +309,38 @@ impl<T: Send + 'static> Channel<T> {
             }
             return Transfer::Done(got);
         }
+        // Every waiter had gone: this operation cannot complete at once.
+        if st.closing || matches!(wait, Wait::Never) {
+            return self.cannot_wait(st, msg, wait);
+        }
+        self.wait(st, dir, msg, wait)
+    }
+
+    #[cold]
+    fn cannot_wait(
+        &self,
+        st: SpinGuard<'_, State<T>>,
+        msg: Option<Msg<T>>,
+        wait: Wait,
+    ) -> Transfer<T> {
         if st.closing {
-            return Transfer::Closed(msg);
+            Transfer::Closed(msg)
+        } else {
+            debug_assert!(matches!(wait, Wait::Never));
+            Transfer::WouldBlock(msg)
         }
-        if let Wait::Never = wait {
-            return Transfer::WouldBlock(msg);
-        }
+    }
+
+    /// Queues the caller and parks it until served (or the park ends
+    /// otherwise).
+    #[inline]
+    fn wait(
+        &self,
+        mut st: SpinGuard<'_, State<T>>,
+        dir: isize,
+        msg: Option<Msg<T>>,
+        wait: Wait,
+    ) -> Transfer<T> {
         let slot = Slot::new(msg);
         let unparker = park::prepare_park();
         st.queue.push_back(Waiter {
@@ -309,24 +359,20 @@ impl<T: Send + 'static> Channel<T> {
             Wait::Until(d) => park::park_until(d),
             _ => park::park(),
         };
-        match wake {
-            Wake::Woken => {
-                // The matcher took our entry off the queue and filled (or
-                // emptied) the slot before waking us.
-                dequeue.armed = false;
-                // SAFETY: our entry is gone, so nobody else can reach the slot.
-                Transfer::Done(unsafe { slot.take() })
-            }
-            Wake::Deadlock | Wake::TimedOut => {
-                dequeue.run();
-                // SAFETY: the entry is removed (under the lock): the slot is ours again.
-                let back = unsafe { slot.take() };
-                if wake == Wake::Deadlock {
-                    Transfer::Deadlock(back)
-                } else {
-                    Transfer::Timeout(back)
-                }
-            }
+        if wake == Wake::Woken {
+            // The matcher took our entry off the queue and filled (or
+            // emptied) the slot before waking us.
+            dequeue.armed = false;
+            // SAFETY: our entry is gone, so nobody else can reach the slot.
+            return Transfer::Done(unsafe { slot.take() });
+        }
+        dequeue.run();
+        // SAFETY: the entry is removed (under the lock): the slot is ours again.
+        let back = unsafe { slot.take() };
+        if wake == Wake::Deadlock {
+            Transfer::Deadlock(back)
+        } else {
+            Transfer::Timeout(back)
         }
     }
 
@@ -337,7 +383,12 @@ impl<T: Send + 'static> Channel<T> {
     /// could ever receive it.
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         match self.transfer(1, Some(Msg::Value(v)), Wait::Forever) {
-            Transfer::Done(_) => Ok(()),
+            Transfer::Done(m) => {
+                // A served send carries nothing back.
+                debug_assert!(m.is_none());
+                std::mem::forget(m);
+                Ok(())
+            }
             Transfer::Closed(m) => Err(SendError::Closed(value(m))),
             Transfer::Deadlock(m) | Transfer::Timeout(m) | Transfer::WouldBlock(m) => {
                 Err(SendError::Deadlock(value(m)))

@@ -241,6 +241,7 @@ impl Claimed {
 }
 
 impl Drop for Claimed {
+    #[inline]
     fn drop(&mut self) {
         if let Some(t) = self.target.take() {
             wake_target(t, Placement::Tail);

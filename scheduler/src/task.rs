@@ -292,6 +292,7 @@ impl Task {
     }
 
     /// Whether it is set up on `s`.
+    #[inline(always)]
     pub(crate) fn is_on(&self, s: &Shared) -> bool {
         std::ptr::eq(self.shared.load(Ordering::Acquire), s)
     }

@@ -155,15 +155,22 @@ pub(crate) fn is_local(t: &Task) -> bool {
 
 /// Makes a claimed tasklet runnable (see `park.rs`). True when it went on
 /// the calling worker's ring.
+#[inline]
 pub(crate) fn wake_task(t: TaskRef, at: Placement) -> bool {
-    let seq = crate::task::word_seq(t.park.load(Ordering::Acquire));
-    t.mark_woken();
     if let Some(w) = local() {
         if t.is_on(&w.shared) && t.home() == w.index {
             w.push_woken(t, at);
             return true;
         }
     }
+    wake_remote(t)
+}
+
+/// `wake_task` for a tasklet homed on another worker: through its inbox.
+#[inline(never)]
+fn wake_remote(t: TaskRef) -> bool {
+    let seq = crate::task::word_seq(t.park.load(Ordering::Acquire));
+    t.mark_woken();
     let Some(shared) = t.shared() else {
         return false;
     };
@@ -195,6 +202,7 @@ fn shared_arc(s: &Shared) -> Option<Arc<Shared>> {
 }
 
 /// See [`crate::park::prepare_park`].
+#[inline]
 pub(crate) fn prepare_park(eligible: bool) -> Unparker {
     if let Some(w) = local() {
         let t = w.current_task();
@@ -214,10 +222,17 @@ pub(crate) fn prepare_park(eligible: bool) -> Unparker {
 }
 
 /// See [`crate::park::park`].
+#[inline]
 pub(crate) fn park(deadline: Option<Instant>) -> Wake {
-    if let Some(w) = local() {
-        return w.park(deadline);
+    match local() {
+        Some(w) => w.park(deadline),
+        None => park_foreign(deadline),
     }
+}
+
+/// `park` on a plain OS thread.
+#[inline(never)]
+fn park_foreign(deadline: Option<Instant>) -> Wake {
     let p = foreign_parker();
     let w = p.word.load(Ordering::Acquire);
     let seq = crate::task::word_seq(w);
@@ -456,7 +471,13 @@ impl WorkerLocal {
         t.queued.store(true, Ordering::Release);
         let ring = self.ring();
         match at {
-            Placement::Next if !ring.is_empty() => ring.insert(1, t),
+            Placement::Next if !ring.is_empty() => {
+                // `insert(1, t)`, as two cheap end operations.
+                if let Some(head) = ring.pop_front() {
+                    ring.push_front(t);
+                    ring.push_front(head);
+                }
+            }
             _ => ring.push_back(t),
         }
     }
@@ -861,20 +882,8 @@ impl WorkerLocal {
             // (to our inbox) brings us back. `WAITING`: the usual case.
             _ => {}
         }
-        if self.shared.is_shutdown() && !std::thread::panicking() {
-            self.shutdown_point();
-        }
-        if std::thread::panicking() || self.shared.is_shutdown() {
-            // We cannot suspend: answer the park ourselves, or wait out a
-            // hand-off in progress (a few instructions under a channel lock).
-            if cur.claim(seq, Reason::Deadlock) {
-                cur.mark_woken();
-                cur.finish_park();
-                cur.queued.store(true, Ordering::Release);
-                return Wake::Deadlock;
-            }
-            cur.settle();
-            return self.end_park(cur);
+        if self.shared.is_shutdown() || std::thread::panicking() {
+            return self.park_unwinding(cur, seq);
         }
         self.leave_ring_current();
         if let Some(d) = deadline {
@@ -892,6 +901,27 @@ impl WorkerLocal {
         r
     }
 
+    /// `park` where the tasklet cannot suspend (it unwinds, or the
+    /// scheduler shuts down).
+    #[cold]
+    #[inline(never)]
+    fn park_unwinding(&self, cur: &Task, seq: u64) -> Wake {
+        if self.shared.is_shutdown() && !std::thread::panicking() {
+            self.shutdown_point();
+        }
+        // We cannot suspend: answer the park ourselves, or wait out a
+        // hand-off in progress (a few instructions under a channel lock).
+        if cur.claim(seq, Reason::Deadlock) {
+            cur.mark_woken();
+            cur.finish_park();
+            cur.queued.store(true, Ordering::Release);
+            return Wake::Deadlock;
+        }
+        cur.settle();
+        self.end_park(cur)
+    }
+
+    #[inline]
     pub(crate) fn end_park(&self, cur: &Task) -> Wake {
         let reason = cur.finish_park();
         // SAFETY: the running tasklet is homed here.
