@@ -18,6 +18,7 @@
 //! steal and quiescence protocols.
 
 mod api;
+mod body;
 mod context;
 mod coroutine;
 mod error;

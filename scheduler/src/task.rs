@@ -34,6 +34,7 @@
 //! counts; the claimer sets `queued` when it publishes the wake);
 //! `paused = alive && !scheduled`.
 
+use crate::body::Body;
 use crate::coroutine::{Coro, Suspender};
 use crate::scheduler::Shared;
 use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
@@ -152,7 +153,7 @@ pub(crate) struct Task {
     /// The body until it starts (or dies unstarted). Taken exactly once, by
     /// whoever owns the fresh tasklet: its worker after the `home` CAS, or
     /// the thread whose `setup` CAS made it fresh during shutdown.
-    body: crate::sync::UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    body: crate::sync::UnsafeCell<Option<Body>>,
     /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
     /// otherwise (details in `join`). Lets `join` and a joiner-less finish
     /// skip the lock.
@@ -198,10 +199,29 @@ unsafe impl Send for Task {}
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// A process-unique tasklet id. Each thread takes ids from the global
+/// counter in blocks, so spawning on many workers does not contend on it.
+fn next_id() -> u64 {
+    const BLOCK: u64 = 1024;
+    std::thread_local! {
+        static RANGE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    RANGE.with(|r| {
+        let (next, end) = r.get();
+        if next < end {
+            r.set((next + 1, end));
+            return next;
+        }
+        let base = NEXT_ID.fetch_add(BLOCK, std::sync::atomic::Ordering::Relaxed);
+        r.set((base + 1, base + BLOCK));
+        base
+    })
+}
+
 impl Task {
-    pub(crate) fn new(body: Option<Box<dyn FnOnce() + Send>>, is_main: bool) -> TaskRef {
+    pub(crate) fn new(body: Option<Body>, is_main: bool) -> TaskRef {
         Arc::new(Task {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: next_id(),
             is_main,
             life: AtomicU8::new(if is_main { life::ALIVE } else { life::BOUND }),
             home: AtomicUsize::new(HOME_NONE),
@@ -243,7 +263,7 @@ impl Task {
     /// The caller owns the fresh tasklet (see the `body` field): it won the
     /// `home` CAS (pin or steal) or the `setup` CAS, so no other thread
     /// reaches the body.
-    pub(crate) fn take_body(&self) -> Option<Box<dyn FnOnce() + Send>> {
+    pub(crate) fn take_body(&self) -> Option<Body> {
         // SAFETY: exclusive by the ownership rule above.
         self.body.with_mut(|b| unsafe { (*b).take() })
     }

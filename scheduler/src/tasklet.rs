@@ -91,7 +91,7 @@ fn locate(t: &Task) -> Loc<'_> {
 impl Tasklet {
     /// A bound tasklet: not alive, not scheduled, until [`Tasklet::setup`].
     pub fn new(f: impl FnOnce() + Send + 'static) -> Tasklet {
-        Tasklet(Task::new(Some(Box::new(f)), false))
+        Tasklet(Task::new(Some(crate::body::Body::new(f)), false))
     }
 
     /// A builder for tasklets whose creation errors are returned, not panicked.

@@ -1138,7 +1138,7 @@ fn tasklet_main(
     worker_ptr: usize,
     task_ptr: usize,
     susp: crate::coroutine::Suspender,
-    body: Box<dyn FnOnce() + Send>,
+    body: crate::body::Body,
 ) {
     // SAFETY: the worker outlives its tasklets (it kills them all before it
     // is dropped) and the task is kept alive by the worker's registry.
@@ -1152,7 +1152,7 @@ fn tasklet_main(
     install(w);
     // SAFETY: running on the tasklet's own stack, on its home worker.
     unsafe { t.exec().suspender = Some(susp) };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.call()));
     let outcome = match result {
         Ok(()) => Outcome::Finished,
         Err(p) if p.is::<TaskletExit>() => Outcome::Killed,
