@@ -121,6 +121,7 @@ pub fn runcount() -> usize {
 ///
 /// A tasklet that calls [`schedule`] instead stays runnable, so `run()`
 /// keeps going: use `be_nice` in frame-driven code.
+#[inline]
 pub fn be_nice() {
     match worker::local_or_default() {
         Some(w) => w.be_nice(),

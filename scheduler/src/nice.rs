@@ -27,6 +27,7 @@ impl WorkerLocal {
     /// count included) moves to this worker's nice list, and the park word
     /// is written with plain stores (a nice park is claimed only by its home
     /// worker; see `NICE_MARK`).
+    #[inline]
     pub(crate) fn be_nice(&self) {
         if std::thread::panicking() {
             return;
