@@ -48,11 +48,7 @@ impl WorkerLocal {
         );
         let epoch = self.shared.nice_epoch.load(Ordering::SeqCst);
         let list = self.nice_list();
-        list.push_back(NiceEntry {
-            task: me,
-            seq,
-            epoch,
-        });
+        list.push(NiceEntry { task: me, epoch });
         self.ws().nice_len.store(list.len(), Ordering::Relaxed);
         // SAFETY: the running tasklet is homed here.
         unsafe { cur.exec().nice = true };
@@ -75,8 +71,14 @@ impl WorkerLocal {
         }
         let _leave = Leave(self, cur);
         self.switch_out_raw();
-        cur.finish_park();
-        cur.queued.store(true, Ordering::Release);
+        // Whoever woke us (a round, a kill, a deadlock answer) ran on this
+        // worker and already marked us queued; no claim of a nice park is
+        // ever in flight from another thread, so there is nothing to settle.
+        let w = cur.park.load(Ordering::Relaxed);
+        cur.park.store(
+            crate::task::park_word(crate::task::word_seq(w), crate::task::phase::IDLE, 0),
+            Ordering::Release,
+        );
         self.check_kill();
     }
 
@@ -103,23 +105,35 @@ impl WorkerLocal {
 
     /// Wakes this worker's nice tasklets that joined before round `below`.
     pub(crate) fn run_nice_local(&self, below: u64) -> usize {
-        let mut n = 0;
         let list = self.nice_list();
-        while list.front().is_some_and(|e| e.epoch < below) {
-            let Some(e) = list.pop_front() else { break };
+        let k = list.partition_point(|e| e.epoch < below);
+        let ring = self.ring();
+        ring.reserve(k);
+        let mut n = 0;
+        for e in list.drain(..k) {
             // SAFETY: nice entries are tasklets homed here.
             let ex = unsafe { e.task.exec() };
             ex.nice = false;
-            let waiting = crate::task::park_word(e.seq, crate::task::phase::WAITING, NICE_MARK);
-            if e.task.park.load(Ordering::Acquire) == waiting {
+            // A tasklet has at most one entry: one whose park ended
+            // otherwise (a kill, a deadlock answer) is removed by the
+            // tasklet when it runs, or dropped here. So a nice-waiting park
+            // word means this entry's park.
+            let w = e.task.park.load(Ordering::Relaxed);
+            if crate::task::word_phase(w) == crate::task::phase::WAITING
+                && crate::task::word_reason(w) == NICE_MARK
+            {
                 // Only this worker claims a nice park: plain stores suffice.
                 e.task.park.store(
-                    crate::task::park_word(e.seq, crate::task::phase::WOKEN, Reason::Woken as u64),
+                    crate::task::park_word(
+                        crate::task::word_seq(w),
+                        crate::task::phase::WOKEN,
+                        Reason::Woken as u64,
+                    ),
                     Ordering::Release,
                 );
                 ex.in_ring = true;
                 e.task.queued.store(true, Ordering::Release);
-                self.ring().push_back(e.task);
+                ring.push_back(e.task);
                 n += 1;
             }
         }

@@ -67,10 +67,10 @@ impl InboxEntry {
     }
 }
 
-/// A nice tasklet of this worker: the park to claim and the round it joined.
+/// A nice tasklet of this worker and the round it joined. Entries are in
+/// the order the tasklets became nice, so their rounds never decrease.
 pub(crate) struct NiceEntry {
     pub(crate) task: TaskRef,
-    pub(crate) seq: u64,
     pub(crate) epoch: u64,
 }
 
@@ -95,7 +95,7 @@ pub(crate) struct WorkerLocal {
     /// plain pointer: the task is parked, so the registry (or the main slot)
     /// keeps it alive until it next runs here, which clears this first.
     pub(crate) last_parked: UnsafeCell<Option<(*const Task, u64)>>,
-    pub(crate) nice: UnsafeCell<VecDeque<NiceEntry>>,
+    pub(crate) nice: UnsafeCell<Vec<NiceEntry>>,
     /// Whether the running tasklet's prepared park may get a deadlock answer.
     pub(crate) park_eligible: Cell<bool>,
     pub(crate) ticks: Cell<u32>,
@@ -315,7 +315,7 @@ impl WorkerLocal {
             timers: UnsafeCell::new(Timers::default()),
             stacks: UnsafeCell::new(Default::default()),
             last_parked: UnsafeCell::new(None),
-            nice: UnsafeCell::new(VecDeque::new()),
+            nice: UnsafeCell::new(Vec::new()),
             park_eligible: Cell::new(true),
             ticks: Cell::new(0),
             searching: Cell::new(false),
@@ -366,7 +366,7 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    pub(crate) fn nice_list(&self) -> &mut VecDeque<NiceEntry> {
+    pub(crate) fn nice_list(&self) -> &mut Vec<NiceEntry> {
         // SAFETY: as for `ring`.
         unsafe { &mut *self.nice.get() }
     }

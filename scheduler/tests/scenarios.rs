@@ -1071,3 +1071,59 @@ fn s52_a_thread_has_its_own_main_and_runcount() {
         ]
     );
 }
+
+// §8 with a kill: a nice tasklet that is killed leaves the nice queue at
+// once (it unwinds before `kill` returns), so the next round wakes only the
+// others, and a tasklet that is nice again after being woken is not woken
+// twice by one round.
+#[test]
+fn s8_a_killed_nice_tasklet_leaves_the_round() {
+    let out = scenario(|log| {
+        let mut ts = Vec::new();
+        for n in ["A", "B", "C"] {
+            let l = log.clone();
+            ts.push(spawn(move || {
+                struct Bye(Log, &'static str);
+                impl Drop for Bye {
+                    fn drop(&mut self) {
+                        self.0.say(format!("{} ends", self.1));
+                    }
+                }
+                let _bye = Bye(l.clone(), n);
+                for i in 1..=2 {
+                    l.say(format!("{n}{i}"));
+                    be_nice();
+                }
+            }));
+        }
+        run();
+        log.say(format!("kill B {:?}", ts[1].kill()));
+        log.say(format!("frame: woke {}", run_nice()));
+        run();
+        log.say(format!("last: woke {}", run_nice()));
+        run();
+        log.say(format!(
+            "alive {} {} {}",
+            ts[0].alive(),
+            ts[1].alive(),
+            ts[2].alive()
+        ));
+    });
+    assert_eq!(
+        out,
+        [
+            "A1",
+            "B1",
+            "C1",
+            "B ends",
+            "kill B Ok(())",
+            "frame: woke 2",
+            "A2",
+            "C2",
+            "last: woke 2",
+            "A ends",
+            "C ends",
+            "alive false false false",
+        ]
+    );
+}
