@@ -3,6 +3,7 @@
 
 use crate::idle::Idle;
 use crate::stack::{self, SharedPool};
+use crate::sync::Padded;
 use crate::sync::{
     Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering,
 };
@@ -29,11 +30,16 @@ pub(crate) mod signal {
 }
 
 /// The parts of a worker other threads touch.
+///
+/// The fields the owner stores to on every resume (`running`) or every
+/// `be_nice` (`nice_len`) sit on lines of their own, away from the ones
+/// thieves and wakers read and write, so neither side's traffic makes the
+/// other miss.
 pub(crate) struct WorkerShared {
     /// Tasklets homed here that other threads made runnable.
     pub(crate) inbox: Mutex<Vec<crate::worker::InboxEntry>>,
     /// The tasklet running on this worker (for `is_current` from elsewhere).
-    pub(crate) running: AtomicPtr<Task>,
+    pub(crate) running: Padded<AtomicPtr<Task>>,
     /// `signal::*` bits; the owner polls this one word between tasklets.
     pub(crate) signal: AtomicU32,
     /// Fresh tasklets a thief may take, oldest first (stale entries skipped).
@@ -45,7 +51,7 @@ pub(crate) struct WorkerShared {
     /// How many `run()` callers (watchdogs) this worker has.
     pub(crate) watchdogs: AtomicUsize,
     /// How many tasklets of this worker wait on the nice queue.
-    pub(crate) nice_len: AtomicUsize,
+    pub(crate) nice_len: Padded<AtomicUsize>,
     /// The newest nice round this worker was asked to run.
     pub(crate) nice_target: AtomicU64,
 }
@@ -54,13 +60,13 @@ impl WorkerShared {
     fn new() -> WorkerShared {
         WorkerShared {
             inbox: Mutex::new(Vec::new()),
-            running: AtomicPtr::new(std::ptr::null_mut()),
+            running: Padded(AtomicPtr::new(std::ptr::null_mut())),
             signal: AtomicU32::new(0),
             tickets: crate::tickets::Tickets::new(),
             sleeping: AtomicBool::new(false),
             parker: WorkerParker::new(),
             watchdogs: AtomicUsize::new(0),
-            nice_len: AtomicUsize::new(0),
+            nice_len: Padded(AtomicUsize::new(0)),
             nice_target: AtomicU64::new(0),
         }
     }
@@ -113,9 +119,11 @@ pub(crate) struct Shared {
     pub(crate) nworkers: usize,
     pub(crate) workers: Box<[WorkerShared]>,
     /// Fresh tasklets set up from outside any worker.
-    pub(crate) injector: Mutex<VecDeque<TaskRef>>,
+    pub(crate) injector: Padded<Mutex<VecDeque<TaskRef>>>,
     pub(crate) injector_len: AtomicUsize,
-    pub(crate) idle: Idle,
+    /// Written by every worker that goes idle or searches: on its own lines,
+    /// away from the read-mostly fields every tasklet switch reads.
+    pub(crate) idle: Padded<Idle>,
     pub(crate) stacks: SharedPool,
     pub(crate) nice_epoch: AtomicU64,
     /// The main tasklet of the current `enter` (worker 0's host code).
@@ -235,9 +243,9 @@ impl Builder {
         let shared = Shared {
             nworkers: n,
             workers: (0..n).map(|_| WorkerShared::new()).collect(),
-            injector: Mutex::new(VecDeque::new()),
+            injector: Padded(Mutex::new(VecDeque::new())),
             injector_len: AtomicUsize::new(0),
-            idle: Idle::new(n),
+            idle: Padded(Idle::new(n)),
             stacks: SharedPool::new(usable),
             nice_epoch: AtomicU64::new(0),
             main: Mutex::new(None),

@@ -326,6 +326,21 @@ pub(crate) enum Weakness {
 #[cfg(loom)]
 pub(crate) use weaken::Weakness;
 
+/// A value alone on its cache lines: 128 bytes, the unit the adjacent-line
+/// prefetcher moves. Used where one thread stores often and others read (or
+/// store) nearby fields, so that neither invalidates the other's line.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// A small test-and-test-and-set spin lock whose unlock is a plain release
 /// store: one atomic read-modify-write per critical section. Meant for the
 /// tiny critical sections of channels and parking, never held across a

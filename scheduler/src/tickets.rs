@@ -28,16 +28,17 @@ use crate::task::{Task, TaskRef};
 pub(crate) const CAP: usize = if cfg!(loom) { 4 } else { 1024 };
 
 pub(crate) struct Tickets {
-    head: AtomicUsize,
-    tail: AtomicUsize,
+    /// Moved by thieves (and the owner when it pops): apart from `tail`.
+    head: crate::sync::Padded<AtomicUsize>,
+    tail: crate::sync::Padded<AtomicUsize>,
     slots: Box<[AtomicPtr<Task>]>,
 }
 
 impl Tickets {
     pub(crate) fn new() -> Tickets {
         Tickets {
-            head: AtomicUsize::new(0),
-            tail: AtomicUsize::new(0),
+            head: crate::sync::Padded(AtomicUsize::new(0)),
+            tail: crate::sync::Padded(AtomicUsize::new(0)),
             slots: (0..CAP)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
