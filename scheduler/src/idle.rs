@@ -451,6 +451,7 @@ impl WorkerLocal {
         let me = self.index;
         let ws = self.ws();
         let holds_busy = self.timers().live() > 0;
+        let mut last_idle = false;
         {
             let mut g = sh.idle.state.lock();
             ws.sleeping.store(true, Ordering::SeqCst);
@@ -470,6 +471,7 @@ impl WorkerLocal {
             g.candidates[me] = self.take_candidate().map(|u| (g.clock, u));
             if !holds_busy {
                 let busy = sh.idle.busy.fetch_sub(1, Ordering::SeqCst) - 1;
+                last_idle = busy == 0;
                 if busy == 0 {
                     let q = sh.on_quiescent(&mut g, Some(me), None);
                     if q.local.is_some() || q.revive_local || q.revive_main.is_some() {
@@ -488,6 +490,11 @@ impl WorkerLocal {
         } else {
             None
         };
+        if last_idle {
+            // The whole scheduler is idle: the time to give back the memory
+            // of stacks pooled beyond the warm reserve.
+            sh.stacks.trim();
+        }
         ws.parker.park(deadline);
         let mut g = sh.idle.state.lock();
         sh.take_sleeper(&mut g, me);

@@ -159,10 +159,25 @@ pub(crate) fn mapping_error(call: &str, err: io::Error) -> io::Error {
 }
 
 /// A pool of stacks of one size shared by the workers of a scheduler.
+///
+/// Returned stacks stay *warm* (their pages resident) so that a burst of
+/// tasklets can be followed by another without page faults. Only when a
+/// worker goes idle are the warm stacks beyond [`SHARED_WARM`] made *cold*:
+/// their memory is handed back to the kernel lazily, which costs a system
+/// call each, off the busy path.
 #[derive(Debug)]
 pub(crate) struct SharedPool {
     usable: usize,
-    stacks: std::sync::Mutex<Vec<Stack>>,
+    stacks: std::sync::Mutex<PoolStacks>,
+    /// `stacks.warm.len()`, readable without the lock (a hint for `trim`).
+    warm_len: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct PoolStacks {
+    /// Most recently returned last (taken first: likeliest in cache).
+    warm: std::collections::VecDeque<Stack>,
+    cold: Vec<Stack>,
 }
 
 /// How many stacks a worker caches locally before returning them to the shared pool.
@@ -173,16 +188,26 @@ pub(crate) const LOCAL_CACHE: usize = 64;
 /// times a reused one.
 const SHARED_KEEP: usize = 16 * 1024;
 /// Pooled stacks beyond this many have their memory handed back to the
-/// kernel lazily (`MADV_FREE`): the mapping stays, so reuse is cheap, but
-/// an idle pool does not pin the peak's resident memory.
+/// kernel lazily (`MADV_FREE`) once a worker goes idle: the mapping stays, so
+/// reuse is cheap, but an idle pool does not pin the peak's resident memory.
 const SHARED_WARM: usize = 1024;
 
 impl SharedPool {
     pub(crate) fn new(usable: usize) -> SharedPool {
         SharedPool {
             usable,
-            stacks: std::sync::Mutex::new(Vec::new()),
+            stacks: std::sync::Mutex::new(PoolStacks::default()),
+            warm_len: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolStacks> {
+        self.stacks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note_warm(&self, p: &PoolStacks) {
+        self.warm_len
+            .store(p.warm.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn usable(&self) -> usize {
@@ -191,28 +216,59 @@ impl SharedPool {
 
     /// A stack from the pool, or a freshly mapped one.
     pub(crate) fn take(&self) -> io::Result<Stack> {
-        if let Some(s) = self.stacks.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        let mut p = self.lock();
+        if let Some(s) = p.warm.pop_back() {
+            self.note_warm(&p);
             return Ok(s);
         }
+        if let Some(s) = p.cold.pop() {
+            return Ok(s);
+        }
+        drop(p);
         Stack::new(self.usable)
     }
 
-    /// Returns stacks to the shared pool (unmapping what exceeds its cap).
+    /// Returns stacks to the shared pool, warm (unmapping what exceeds its cap).
     pub(crate) fn give(&self, mut batch: Vec<Stack>) {
-        let mut pool = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
-        while pool.len() < SHARED_KEEP {
+        let mut p = self.lock();
+        while p.warm.len() + p.cold.len() < SHARED_KEEP {
             match batch.pop() {
-                Some(s) => {
-                    if pool.len() >= SHARED_WARM {
-                        s.release_memory();
-                    }
-                    pool.push(s)
-                }
+                Some(s) => p.warm.push_back(s),
                 None => break,
             }
         }
-        drop(pool);
+        self.note_warm(&p);
+        drop(p);
         drop(batch);
+    }
+
+    /// Makes the oldest warm stacks beyond [`SHARED_WARM`] cold. Called by a
+    /// worker about to sleep; cheap when there is nothing to do.
+    pub(crate) fn trim(&self) {
+        if self.warm_len.load(std::sync::atomic::Ordering::Relaxed) <= SHARED_WARM {
+            return;
+        }
+        let excess: Vec<Stack> = {
+            let mut p = self.lock();
+            let n = p.warm.len().saturating_sub(SHARED_WARM);
+            let excess = p.warm.drain(..n).collect();
+            self.note_warm(&p);
+            excess
+        };
+        // The system calls run without the lock: a worker that needs a stack
+        // meanwhile maps a new one rather than waiting.
+        for s in &excess {
+            s.release_memory();
+        }
+        let mut p = self.lock();
+        p.cold.extend(excess);
+    }
+
+    /// How many stacks are pooled, warm and cold (for tests).
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
+        let p = self.lock();
+        (p.warm.len(), p.cold.len())
     }
 }
 
@@ -253,6 +309,34 @@ impl LocalPool {
     /// Returns every cached stack to the shared pool.
     pub(crate) fn drain_into(&mut self, shared: &SharedPool) {
         shared.give(std::mem::take(&mut self.stacks));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod pool_tests {
+    use super::{SharedPool, Stack, SHARED_WARM};
+
+    #[test]
+    fn returned_stacks_stay_warm_until_trimmed() {
+        let pool = SharedPool::new(16 * 1024);
+        let n = SHARED_WARM + 40;
+        let batch: Vec<Stack> = (0..n).map(|_| Stack::new(16 * 1024).unwrap()).collect();
+        let newest = batch[0].top();
+        pool.give(batch);
+        assert_eq!(pool.counts(), (n, 0));
+        pool.trim();
+        assert_eq!(pool.counts(), (SHARED_WARM, 40));
+        pool.trim();
+        assert_eq!(pool.counts(), (SHARED_WARM, 40));
+        // The most recently returned stack comes back first, and warm ones
+        // before cold ones.
+        assert_eq!(pool.take().unwrap().top(), newest);
+        for _ in 1..SHARED_WARM {
+            pool.take().unwrap();
+        }
+        assert_eq!(pool.counts(), (0, 40));
+        pool.take().unwrap();
+        assert_eq!(pool.counts(), (0, 39));
     }
 }
 
