@@ -10,7 +10,12 @@
 //! Blocking is "register me, then suspend":
 //!
 //! 1. [`prepare_park`] returns an [`Unparker`] for the *next* park of the
-//!    caller and marks the caller `WAITING` (it now reads as blocked).
+//!    caller and marks the caller `WAITING` (it now reads as blocked). A
+//!    tasklet also leaves its worker's run queue here: its queue entry
+//!    becomes the `Unparker`'s reference (parking counts no references),
+//!    and if the park ends before step 3 switches out ([`cancel_park`], or
+//!    a claim that came first), `park` returns at once with the tasklet back
+//!    at the head of the queue, where it was.
 //! 2. The caller publishes that `Unparker` wherever a waker will find it (a
 //!    channel's wait queue, say), usually under the lock that protects the
 //!    condition it waits for.

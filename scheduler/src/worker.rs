@@ -205,7 +205,7 @@ fn shared_arc(s: &Shared) -> Option<Arc<Shared>> {
 #[inline]
 pub(crate) fn prepare_park(eligible: bool) -> Unparker {
     if let Some(w) = local() {
-        let t = w.current_task();
+        let t = w.take_current_for_park();
         let seq = t.prepare_park();
         w.park_eligible.set(eligible);
         return Unparker {
@@ -283,6 +283,14 @@ pub(crate) fn cancel_park(u: &Unparker) -> bool {
     if ok {
         if let Target::Tasklet(t) = &u.target {
             t.queued.store(true, Ordering::Release);
+            // The tasklet left the ring when it prepared the park: if it is
+            // the caller, it goes back to the head now; otherwise its own
+            // `park` finds the park ended and does it.
+            if let Some(w) = local() {
+                if std::ptr::eq(w.current_ptr(), &**t) {
+                    w.reenter_ring_current();
+                }
+            }
         }
     }
     ok
@@ -501,6 +509,54 @@ impl WorkerLocal {
         ex.in_ring = false;
         cur.queued.store(false, Ordering::Release);
         t
+    }
+
+    /// The running tasklet leaves the ring as it prepares a park, and the
+    /// ring's reference becomes its `Unparker`'s (a move, not a count
+    /// change; the registry or the main slot keeps the task alive). A waker
+    /// moves it back; `park` or `cancel_park` restore it when the tasklet
+    /// does not switch out after all.
+    #[inline]
+    pub(crate) fn take_current_for_park(&self) -> TaskRef {
+        let cur = self.current_ptr();
+        // SAFETY: the running tasklet is homed here.
+        let ex = unsafe { cur.exec() };
+        if ex.in_ring {
+            let ring = self.ring();
+            if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
+                if let Some(t) = ring.pop_front() {
+                    ex.in_ring = false;
+                    return t;
+                }
+            }
+        }
+        self.current_task()
+    }
+
+    /// Puts the running tasklet back at the head of the ring, where it
+    /// belongs while it runs: after a park that ended before it switched
+    /// out (the tasklet left the ring when it prepared it, and a waker on
+    /// this worker may have queued it elsewhere since).
+    #[cold]
+    pub(crate) fn reenter_ring_current(&self) {
+        let cur = self.current_ptr();
+        // SAFETY: the running tasklet is homed here.
+        let ex = unsafe { cur.exec() };
+        let ring = self.ring();
+        if ex.in_ring {
+            if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
+                return;
+            }
+            if let Some(pos) = ring.iter().position(|x| std::ptr::eq(&**x, cur)) {
+                if let Some(t) = ring.remove(pos) {
+                    ring.push_front(t);
+                }
+                return;
+            }
+        }
+        ring.push_front(self.current_task());
+        ex.in_ring = true;
+        cur.queued.store(true, Ordering::Release);
     }
 
     /// The running tasklet leaves the ring (it is the head).
@@ -873,18 +929,29 @@ impl WorkerLocal {
         let w = cur.park.load(Ordering::Acquire);
         let seq = crate::task::word_seq(w);
         match crate::task::word_phase(w) {
-            phase::IDLE => return Wake::Woken,
+            phase::IDLE => {
+                self.reenter_ring_current();
+                return Wake::Woken;
+            }
             // Claimed and woken before we even left: consume the wake-up.
-            phase::WOKEN => return self.end_park(cur),
+            phase::WOKEN => {
+                let r = self.end_park(cur);
+                self.reenter_ring_current();
+                return r;
+            }
             phase::CLAIMED if crate::sync::weakened(crate::sync::Weakness::TrustClaim) => {
-                return self.end_park(cur)
+                let r = self.end_park(cur);
+                self.reenter_ring_current();
+                return r;
             }
             // `CLAIMED`: a claimer is handing over; we leave and its wake
             // (to our inbox) brings us back. `WAITING`: the usual case.
             _ => {}
         }
         if self.shared.is_shutdown() || std::thread::panicking() {
-            return self.park_unwinding(cur, seq);
+            let r = self.park_unwinding(cur, seq);
+            self.reenter_ring_current();
+            return r;
         }
         self.leave_ring_current();
         if let Some(d) = deadline {

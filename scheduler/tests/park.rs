@@ -125,3 +125,44 @@ fn wake_next_runs_the_woken_tasklet_right_after_the_waker() {
         assert_eq!(*log.lock().unwrap(), ["other", "woken", "b", "main"]);
     });
 }
+
+// A tasklet leaves the run queue when it prepares a park. When the park
+// ends before it switches out (cancelled, or woken by the tasklet itself),
+// it must be back at the head: `schedule()` then lets the others run first,
+// in their order.
+#[test]
+fn a_park_that_ends_before_switching_out_keeps_the_head() {
+    for how in ["cancel", "self-wake"] {
+        one_worker(move || {
+            let log: Arc<Mutex<Vec<String>>> = Arc::default();
+            let l = log.clone();
+            spawn(move || {
+                l.lock().unwrap().push("A1".into());
+                let u = prepare_park();
+                if how == "cancel" {
+                    assert!(cancel_park(&u));
+                } else {
+                    assert!(u.clone().unpark());
+                    assert_eq!(park(), Wake::Woken);
+                }
+                assert!(!current().blocked());
+                l.lock().unwrap().push("A2".into());
+                schedule();
+                l.lock().unwrap().push("A3".into());
+            });
+            let l = log.clone();
+            spawn(move || {
+                l.lock().unwrap().push("B1".into());
+                schedule();
+                l.lock().unwrap().push("B2".into());
+            });
+            run();
+            assert_eq!(runcount(), 1, "{how}: only main is left");
+            assert_eq!(
+                *log.lock().unwrap(),
+                ["A1", "A2", "B1", "A3", "B2"],
+                "{how}"
+            );
+        });
+    }
+}
