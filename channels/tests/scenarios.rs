@@ -17,64 +17,15 @@
 //! quirk of S43, and S60's preference TypeError (a non-integer cannot reach
 //! `Preference::from_int`).
 
+#[path = "../../scheduler/tests/support/mod.rs"]
+mod support;
 use stackless::*;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use support::*;
+
 use std::time::Duration;
 
 // ----- harness -------------------------------------------------------------
-
-/// Runs `f` on its own thread; panics if it does not finish within `secs`
-/// (the thread is leaked), and propagates `f`'s own panic.
-fn with_timeout<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(())) => {}
-        Ok(Err(p)) => resume_unwind(p),
-        Err(_) => panic!("scenario timed out after {secs} s (a hang)"),
-    }
-}
-
-/// The output log of a scenario (Stackless's `say`).
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    fn say(&self, s: impl Into<String>) {
-        self.0.lock().unwrap().push(s.into());
-    }
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-/// Runs `main` as the main tasklet of a fresh one-worker scheduler, under a
-/// timeout, and returns everything it (and its tasklets) said.
-///
-/// Tasklets only `say` what they observe: an assertion failing inside a
-/// tasklet would only end that tasklet, so every check is on the log.
-fn scenario(main: impl FnOnce(&Log) + Send + 'static) -> Vec<String> {
-    let log = Log::default();
-    let l = log.clone();
-    with_timeout(20, move || {
-        Scheduler::builder()
-            .workers(1)
-            .build()
-            .unwrap()
-            .enter(|| main(&l));
-    });
-    log.lines()
-}
-
-/// A tasklet body that says `s`.
-fn sayer(log: &Log, s: &str) -> impl FnOnce() + Send + 'static {
-    let (l, s) = (log.clone(), s.to_string());
-    move || l.say(s)
-}
 
 /// A receiver tasklet body: says "`name` got `v`" (or the error).
 fn receiver(log: &Log, c: &Channel<&'static str>, name: &str) -> impl FnOnce() + Send + 'static {
@@ -83,19 +34,6 @@ fn receiver(log: &Log, c: &Channel<&'static str>, name: &str) -> impl FnOnce() +
         Ok(v) => l.say(format!("{name} got {v}")),
         Err(e) => l.say(format!("{name} got error {e:?}: {e}")),
     }
-}
-
-/// Says its text when dropped: Stackless's `finally:` (runs on kill too).
-struct Finally(Log, String);
-
-impl Drop for Finally {
-    fn drop(&mut self) {
-        self.0.say(self.1.clone());
-    }
-}
-
-fn finally(log: &Log, s: impl Into<String>) -> Finally {
-    Finally(log.clone(), s.into())
 }
 
 /// `Variant(value): message` of a send error.

@@ -2,37 +2,17 @@
 //! nothing duplicated, FIFO per producer, nothing hangs). Every test runs
 //! under a timeout.
 
+#[path = "../../scheduler/tests/support/mod.rs"]
+mod support;
 use stackless::{
-    current, run, schedule, spawn, Channel, RecvError, RecvTimeoutError, Scheduler, SendError,
+    current, run, schedule, spawn, Channel, RecvError, RecvTimeoutError, SendError,
     SendTimeoutError, Tasklet,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn with_timeout<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(());
-        if let Err(p) = r {
-            std::panic::resume_unwind(p);
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => {
-            if let Err(p) = h.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(_) => panic!("test timed out after {secs} s (a hang)"),
-    }
-}
-
-fn sched(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+use support::*;
 
 #[test]
 fn four_producers_one_consumer_nothing_lost_fifo_per_producer() {

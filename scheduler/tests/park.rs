@@ -1,28 +1,11 @@
 //! The public park API: cancel, deadlines, stale unparkers, placement.
 
+mod support;
 use stackless_scheduler::park::{cancel_park, park, park_until, prepare_park, Placement, Wake};
 use stackless_scheduler::*;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn with_timeout<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(());
-        if let Err(p) = r {
-            std::panic::resume_unwind(p);
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => {
-            if let Err(p) = h.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(_) => panic!("test timed out after {secs} s (a hang)"),
-    }
-}
+use support::*;
 
 fn one_worker(f: impl FnOnce() + Send + 'static) {
     with_timeout(30, move || {

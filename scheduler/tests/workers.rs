@@ -1,36 +1,14 @@
 //! Many-worker behaviour: invariants (nothing lost, nothing duplicated,
 //! nothing hangs), never timing. Every test runs under a timeout.
 
+mod support;
 use stackless_scheduler::park::{park, prepare_park, Unparker, Wake};
 use stackless_scheduler::*;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Runs `f` on its own thread; fails the test if it takes longer than `secs`.
-fn with_timeout<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(());
-        if let Err(p) = r {
-            std::panic::resume_unwind(p);
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => {
-            if let Err(p) = h.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-        Err(_) => panic!("test timed out after {secs} s (a hang)"),
-    }
-}
-
-fn sched(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+use support::*;
 
 /// A counting semaphore built only on the public park API.
 #[derive(Default)]
