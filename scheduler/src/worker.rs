@@ -518,19 +518,8 @@ impl WorkerLocal {
     /// does not switch out after all.
     #[inline]
     pub(crate) fn take_current_for_park(&self) -> TaskRef {
-        let cur = self.current_ptr();
-        // SAFETY: the running tasklet is homed here.
-        let ex = unsafe { cur.exec() };
-        if ex.in_ring {
-            let ring = self.ring();
-            if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
-                if let Some(t) = ring.pop_front() {
-                    ex.in_ring = false;
-                    return t;
-                }
-            }
-        }
-        self.current_task()
+        self.take_current_from_ring()
+            .unwrap_or_else(|| self.current_task())
     }
 
     /// Puts the running tasklet back at the head of the ring, where it
@@ -540,42 +529,20 @@ impl WorkerLocal {
     #[cold]
     pub(crate) fn reenter_ring_current(&self) {
         let cur = self.current_ptr();
-        // SAFETY: the running tasklet is homed here.
-        let ex = unsafe { cur.exec() };
-        let ring = self.ring();
-        if ex.in_ring {
-            if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
-                return;
-            }
-            if let Some(pos) = ring.iter().position(|x| std::ptr::eq(&**x, cur)) {
-                if let Some(t) = ring.remove(pos) {
-                    ring.push_front(t);
-                }
-                return;
-            }
+        if self.ring().front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
+            return;
         }
-        ring.push_front(self.current_task());
-        ex.in_ring = true;
+        self.ring_remove(cur);
+        self.ring().push_front(self.current_task());
+        // SAFETY: the running tasklet is homed here.
+        unsafe { cur.exec().in_ring = true };
         cur.queued.store(true, Ordering::Release);
     }
 
     /// The running tasklet leaves the ring (it is the head).
     #[inline]
     pub(crate) fn leave_ring_current(&self) {
-        let cur = self.current_ptr();
-        // SAFETY: the running tasklet is homed here.
-        let ex = unsafe { cur.exec() };
-        if !ex.in_ring {
-            return;
-        }
-        let ring = self.ring();
-        if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
-            ring.pop_front();
-        } else if let Some(pos) = ring.iter().position(|x| std::ptr::eq(&**x, cur)) {
-            ring.remove(pos);
-        }
-        ex.in_ring = false;
-        cur.queued.store(false, Ordering::Release);
+        drop(self.take_current_from_ring());
     }
 
     /// Runnable tasklets of this worker, the running one included.
@@ -928,28 +895,23 @@ impl WorkerLocal {
         let cur = self.current_ptr();
         let w = cur.park.load(Ordering::Acquire);
         let seq = crate::task::word_seq(w);
-        match crate::task::word_phase(w) {
-            phase::IDLE => {
-                self.reenter_ring_current();
-                return Wake::Woken;
-            }
+        let ended = match crate::task::word_phase(w) {
+            // Cancelled.
+            phase::IDLE => Some(Wake::Woken),
             // Claimed and woken before we even left: consume the wake-up.
-            phase::WOKEN => {
-                let r = self.end_park(cur);
-                self.reenter_ring_current();
-                return r;
-            }
+            phase::WOKEN => Some(self.end_park(cur)),
             phase::CLAIMED if crate::sync::weakened(crate::sync::Weakness::TrustClaim) => {
-                let r = self.end_park(cur);
-                self.reenter_ring_current();
-                return r;
+                Some(self.end_park(cur))
             }
             // `CLAIMED`: a claimer is handing over; we leave and its wake
             // (to our inbox) brings us back. `WAITING`: the usual case.
-            _ => {}
-        }
-        if self.shared.is_shutdown() || std::thread::panicking() {
-            let r = self.park_unwinding(cur, seq);
+            _ if self.shared.is_shutdown() || std::thread::panicking() => {
+                Some(self.park_unwinding(cur, seq))
+            }
+            _ => None,
+        };
+        if let Some(r) = ended {
+            // The park ended before we switched out: back to the head.
             self.reenter_ring_current();
             return r;
         }
