@@ -3,7 +3,7 @@
 
 use crate::park::{Placement, Target};
 use crate::scheduler::{signal, Shared};
-use crate::sync::{fence, Arc, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, AtomicUsize, Mutex, Ordering};
 use crate::task::{Reason, TaskRef};
 use crate::worker::{Flow, WorkerLocal, SEARCH_ROUNDS};
 use std::time::Instant;
@@ -500,7 +500,7 @@ impl WorkerLocal {
         sh.take_sleeper(&mut g, me);
         if let Some((_, u)) = g.candidates[me].take() {
             if let Target::Tasklet(t) = &u.target {
-                *self.last_parked() = Some((Arc::as_ptr(t), u.seq));
+                *self.last_parked() = Some((TaskRef::as_ptr(t), u.seq));
             }
         }
         if let Some(pos) = g.woken_searching.iter().position(|&w| w == me) {

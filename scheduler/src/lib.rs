@@ -25,6 +25,8 @@ mod error;
 mod idle;
 mod nice;
 pub mod park;
+#[cfg(not(loom))]
+mod record;
 mod scheduler;
 mod shutdown;
 mod stack;

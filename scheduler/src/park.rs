@@ -220,7 +220,7 @@ impl Unparker {
     /// Whether both unparkers are for the same tasklet or thread.
     pub fn same_target(&self, other: &Unparker) -> bool {
         match (&self.target, &other.target) {
-            (Target::Tasklet(a), Target::Tasklet(b)) => Arc::ptr_eq(a, b),
+            (Target::Tasklet(a), Target::Tasklet(b)) => TaskRef::ptr_eq(a, b),
             (Target::Thread(a), Target::Thread(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }

@@ -1,8 +1,8 @@
 //! The tasklet record and its state machine.
 //!
-//! A [`Task`] is shared (`Arc`) between the user's [`crate::Tasklet`]
-//! handles, its home worker's run queue and whoever holds an
-//! [`crate::park::Unparker`] for it. Its state is split by who writes it:
+//! A [`Task`] is shared (a [`TaskRef`], see `record.rs`) between the
+//! user's [`crate::Tasklet`] handles, its home worker's run queue and
+//! whoever holds an [`crate::park::Unparker`] for it. Its state is split by who writes it:
 //!
 //! * `life` — `BOUND → FRESH → ALIVE → DEAD`. `BOUND` is `Tasklet::new`
 //!   (a body, not set up), `FRESH` is set up but never run, `ALIVE` has
@@ -41,7 +41,12 @@ use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, 
 use std::any::Any;
 use std::cell::UnsafeCell;
 
+/// A strong reference to a [`Task`]: `Arc` under loom, otherwise the
+/// pooled handle of [`crate::record`].
+#[cfg(loom)]
 pub(crate) type TaskRef = Arc<Task>;
+#[cfg(not(loom))]
+pub(crate) use crate::record::TaskRef;
 
 /// Lifecycle values of `Task::life`.
 pub(crate) mod life {
@@ -219,8 +224,9 @@ fn next_id() -> u64 {
 }
 
 impl Task {
+    #[allow(clippy::new_ret_no_self)] // a record is only ever made shared
     pub(crate) fn new(body: Option<Body>, is_main: bool) -> TaskRef {
-        Arc::new(Task {
+        TaskRef::new(Task {
             id: next_id(),
             is_main,
             life: AtomicU8::new(if is_main { life::ALIVE } else { life::BOUND }),

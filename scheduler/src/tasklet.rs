@@ -38,7 +38,7 @@ pub struct Tasklet(pub(crate) TaskRef);
 
 impl PartialEq for Tasklet {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        TaskRef::ptr_eq(&self.0, &other.0)
     }
 }
 impl Eq for Tasklet {}

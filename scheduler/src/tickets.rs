@@ -21,7 +21,7 @@
 //! `home` word, see `task.rs`) runs it, and a ticket whose tasklet was
 //! already claimed is dropped when met.
 
-use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::task::{Task, TaskRef};
 
 /// Slots in the ring (small under loom, so the overflow path is modelled).
@@ -74,14 +74,14 @@ impl Tickets {
                     let p = self.slots[i % CAP].load(Ordering::Relaxed);
                     // SAFETY: the CAS made slots h..h+n ours; each holds a
                     // pointer from `Arc::into_raw` in `push`.
-                    moved.push(unsafe { Arc::from_raw(p) });
+                    moved.push(unsafe { TaskRef::from_raw(p) });
                 }
             }
             moved.push(t);
             overflow(moved);
             return;
         }
-        let p = Arc::into_raw(t) as *mut Task;
+        let p = TaskRef::into_raw(t) as *mut Task;
         self.slots[tail % CAP].store(p, Ordering::Relaxed);
         self.tail.store(tail + 1, Ordering::Release);
     }
@@ -103,7 +103,7 @@ impl Tickets {
                 // SAFETY: the CAS made slot `head` ours; the owner wrote it
                 // (from `Arc::into_raw`) before publishing `tail`, and cannot
                 // have overwritten it since (see the module docs).
-                return Some(unsafe { Arc::from_raw(p) });
+                return Some(unsafe { TaskRef::from_raw(p) });
             }
             crate::sync::spin_wait();
         }
@@ -138,6 +138,7 @@ impl Drop for Tickets {
 #[doc(hidden)]
 pub mod loom_models {
     use super::*;
+    use crate::sync::Arc;
     use crate::task::Task;
 
     fn collect(n: usize) -> Vec<TaskRef> {

@@ -313,7 +313,7 @@ impl WorkerLocal {
             // SAFETY: the main task is only reachable by this thread so far.
             unsafe { m.exec().in_ring = true };
         }
-        let current = main.as_ref().map_or(std::ptr::null(), Arc::as_ptr);
+        let current = main.as_ref().map_or(std::ptr::null(), TaskRef::as_ptr);
         let ws = &shared.workers[index] as *const WorkerShared;
         WorkerLocal {
             index,
@@ -411,8 +411,8 @@ impl WorkerLocal {
         // SAFETY: see `current_ptr`; the count is raised before making a new
         // `Arc` from the pointer.
         unsafe {
-            Arc::increment_strong_count(p);
-            Arc::from_raw(p)
+            TaskRef::increment_strong_count(p);
+            TaskRef::from_raw(p)
         }
     }
 
@@ -461,7 +461,7 @@ impl WorkerLocal {
         let ex = unsafe { t.exec() };
         let ring = self.ring();
         if ex.in_ring {
-            if let Some(pos) = ring.iter().position(|x| Arc::ptr_eq(x, t)) {
+            if let Some(pos) = ring.iter().position(|x| TaskRef::ptr_eq(x, t)) {
                 ring.rotate_left(pos);
                 return;
             }
@@ -582,7 +582,7 @@ impl WorkerLocal {
                 self.ticks.set(ticks - 1);
             }
             let head: *const Task = match self.ring().front() {
-                Some(h) => Arc::as_ptr(h),
+                Some(h) => TaskRef::as_ptr(h),
                 None => match self.idle() {
                     Flow::Continue => continue,
                     Flow::Stop => return,
@@ -705,7 +705,7 @@ impl WorkerLocal {
         let ex = unsafe { t.exec() };
         ex.guard = stack.guard();
         ex.usable = stack.usable();
-        let task_ptr = Arc::as_ptr(t) as usize;
+        let task_ptr = TaskRef::as_ptr(t) as usize;
         let worker_ptr = self as *const WorkerLocal as usize;
         let coro = Coro::new(stack, move |susp| {
             tasklet_main(worker_ptr, task_ptr, susp, body)
@@ -883,7 +883,7 @@ impl WorkerLocal {
         impl Drop for Pop<'_> {
             fn drop(&mut self) {
                 let wd = self.0.watchdogs();
-                if let Some(pos) = wd.iter().rposition(|t| Arc::ptr_eq(t, &self.1)) {
+                if let Some(pos) = wd.iter().rposition(|t| TaskRef::ptr_eq(t, &self.1)) {
                     wd.remove(pos);
                 }
                 // SAFETY: the tasklet is homed here and running.
@@ -985,10 +985,10 @@ impl WorkerLocal {
     pub(crate) fn take_candidate(&self) -> Option<Unparker> {
         let (p, seq) = self.last_parked().take()?;
         // SAFETY: see `last_parked`: the parked task is still alive; we add
-        // a count before making an `Arc` of the pointer.
+        // a count before making a `TaskRef` of the pointer.
         let t = unsafe {
-            Arc::increment_strong_count(p);
-            Arc::from_raw(p)
+            TaskRef::increment_strong_count(p);
+            TaskRef::from_raw(p)
         };
         Some(Unparker {
             target: Target::Tasklet(t),
