@@ -38,11 +38,11 @@ use std::time::Instant;
 const TIMER_TICK: u32 = 61;
 /// How far ahead in the ring the loop prefetches tasklet records.
 #[cfg(all(target_arch = "x86_64", not(loom)))]
-const RECORD_PREFETCH_DISTANCE: usize = 2;
+const RECORD_PREFETCH_DISTANCE: usize = 4;
 /// How far ahead in the ring the loop prefetches saved stack tops (read
 /// from records prefetched earlier, so this is the smaller distance).
 #[cfg(all(target_arch = "x86_64", not(loom)))]
-const STACK_PREFETCH_DISTANCE: usize = 1;
+const STACK_PREFETCH_DISTANCE: usize = 2;
 /// Rounds a worker spends looking for work to steal before sleeping (one
 /// under loom: spinning only multiplies the interleavings to explore).
 pub(crate) const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
