@@ -9,6 +9,8 @@
 //! thread, `schedule()` yields the OS thread, and `run()` returns at once
 //! (each Stackless thread has its own, here empty, queue).
 
+use crate::body::Body;
+use crate::task::Task;
 use crate::tasklet::{setup_on, SetupError, Tasklet};
 use crate::worker;
 use std::time::{Duration, Instant};
@@ -27,6 +29,14 @@ use std::time::{Duration, Instant};
 /// assert!(!t.alive());
 /// ```
 pub fn spawn(f: impl FnOnce() + Send + 'static) -> Tasklet {
+    if let Some(w) = worker::local_or_default() {
+        // The common case, on a running worker: the record is born set up.
+        if !w.stopping() && !w.shared.is_shutdown() && w.ensure_stack().is_ok() {
+            let t = Task::new_fresh(Body::new(f), &w.shared);
+            w.enqueue_fresh(&t);
+            return Tasklet(t);
+        }
+    }
     let t = Tasklet::new(f);
     match setup_on(&t.0, None) {
         Ok(()) => t,

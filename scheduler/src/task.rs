@@ -226,15 +226,29 @@ fn next_id() -> u64 {
 impl Task {
     #[allow(clippy::new_ret_no_self)] // a record is only ever made shared
     pub(crate) fn new(body: Option<Body>, is_main: bool) -> TaskRef {
+        let life = if is_main { life::ALIVE } else { life::BOUND };
+        Task::record(body, is_main, life, std::ptr::null_mut())
+    }
+
+    /// A record made fresh (set up) on `shared` at once: what `spawn` on a
+    /// worker does. The record is not shared yet, so its birth needs none
+    /// of the compare-exchanges that set up a bound tasklet.
+    pub(crate) fn new_fresh(body: Body, shared: &Arc<Shared>) -> TaskRef {
+        let raw = Arc::into_raw(shared.clone()) as *mut Shared;
+        Task::record(Some(body), false, life::FRESH, raw)
+    }
+
+    #[inline(always)]
+    fn record(body: Option<Body>, is_main: bool, life: u8, shared: *mut Shared) -> TaskRef {
         TaskRef::new(Task {
             id: next_id(),
             is_main,
-            life: AtomicU8::new(if is_main { life::ALIVE } else { life::BOUND }),
+            life: AtomicU8::new(life),
             home: AtomicUsize::new(HOME_NONE),
             queued: AtomicBool::new(false),
             park: AtomicU64::new(0),
             kill: AtomicBool::new(false),
-            shared: AtomicPtr::new(std::ptr::null_mut()),
+            shared: AtomicPtr::new(shared),
             body: crate::sync::UnsafeCell::new(body),
             done: AtomicU8::new(0),
             joiners: AtomicBool::new(false),

@@ -1149,8 +1149,15 @@ impl WorkerLocal {
     /// Sets up a bound tasklet here: it joins the tail of the ring and, with
     /// more than one worker, becomes stealable.
     pub(crate) fn setup_local(&self, t: &TaskRef) {
+        t.bind_shared(&self.shared);
+        self.enqueue_fresh(t);
+    }
+
+    /// Queues a fresh tasklet bound to this scheduler at the tail of the
+    /// ring (and, with more than one worker, makes it stealable).
+    #[inline]
+    pub(crate) fn enqueue_fresh(&self, t: &TaskRef) {
         let sh = &self.shared;
-        t.bind_shared(sh);
         // SAFETY: `t` is fresh and not yet visible to any other worker.
         let ex = unsafe { t.exec() };
         ex.in_ring = true;
