@@ -617,14 +617,8 @@ impl WorkerLocal {
                 continue;
             }
             match head.life() {
-                life::FRESH => {
-                    let Some(t) = self.ring().front().cloned() else {
-                        continue;
-                    };
-                    if !self.start(&t) {
-                        continue;
-                    }
-                }
+                // Not started after all (killed first, or no stack).
+                life::FRESH if !self.start(head) => continue,
                 life::DEAD => {
                     // Never resume a finished coroutine (defensive: nothing
                     // should queue a dead tasklet).
@@ -680,13 +674,17 @@ impl WorkerLocal {
 
     /// Starts a fresh tasklet at the head of the ring. False when it could
     /// not start (stolen, killed before starting, or no stack).
-    pub(crate) fn start(&self, t: &TaskRef) -> bool {
+    ///
+    /// `t` is the head of the ring (which holds a count of it).
+    pub(crate) fn start(&self, t: &Task) -> bool {
         self.note_fresh_start();
         let body = t.take_body();
+        // A kill request is rare: look before the read-modify-write.
+        let killed = t.kill.load(Ordering::Acquire) && t.kill.swap(false, Ordering::AcqRel);
         let body = match body {
-            Some(b) if !t.kill.swap(false, Ordering::AcqRel) && !self.stopping.get() => b,
+            Some(b) if !killed && !self.stopping.get() => b,
             _ => {
-                self.die_unstarted(t, Outcome::Killed);
+                self.die_unstarted(&task_ref(t), Outcome::Killed);
                 return false;
             }
         };
@@ -697,7 +695,7 @@ impl WorkerLocal {
                     eprintln!("{e}");
                 }
                 drop(body);
-                self.die_unstarted(t, Outcome::NoStack(e.to_string()));
+                self.die_unstarted(&task_ref(t), Outcome::NoStack(e.to_string()));
                 return false;
             }
         };
@@ -705,7 +703,7 @@ impl WorkerLocal {
         let ex = unsafe { t.exec() };
         ex.guard = stack.guard();
         ex.usable = stack.usable();
-        let task_ptr = TaskRef::as_ptr(t) as usize;
+        let task_ptr = t as *const Task as usize;
         let worker_ptr = self as *const WorkerLocal as usize;
         let coro = Coro::new(stack, move |susp| {
             tasklet_main(worker_ptr, task_ptr, susp, body)
@@ -714,7 +712,7 @@ impl WorkerLocal {
         unsafe { *t.coro.get() = Some(coro) };
         let reg = self.registry();
         ex.slot = reg.len();
-        reg.push(t.clone());
+        reg.push(task_ref(t));
         // Keep room to queue every started tasklet at once, so that the
         // shutdown's kill sweep never allocates.
         let ring = self.ring();
@@ -1180,6 +1178,19 @@ impl WorkerLocal {
 
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.get()
+    }
+}
+
+/// A new strong reference to a task that something else holds a count of
+/// (the ring's head, the running tasklet).
+#[inline(always)]
+fn task_ref(t: &Task) -> TaskRef {
+    let p = t as *const Task;
+    // SAFETY: `t` lives in a record kept alive by a count its caller
+    // relies on; one more count is added before the new handle is made.
+    unsafe {
+        TaskRef::increment_strong_count(p);
+        TaskRef::from_raw(p)
     }
 }
 
