@@ -38,9 +38,9 @@
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+use crate::wait_queue::WaitQueue;
 use stackless_scheduler::park::{self, Placement, Unparker, Wake};
 use stackless_scheduler::sync::{Arc, SpinGuard, SpinLock, UnsafeCell};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Which side of a rendezvous keeps running on the same worker.
@@ -110,7 +110,7 @@ struct Waiter<T> {
 
 struct State<T> {
     balance: isize,
-    queue: VecDeque<Waiter<T>>,
+    queue: WaitQueue<Waiter<T>>,
     preference: Preference,
     schedule_all: bool,
     closing: bool,
@@ -213,12 +213,8 @@ impl<T> Dequeue<'_, T> {
     fn run(&mut self) {
         self.armed = false;
         let mut st = self.inner.state.lock();
-        if let Some(pos) = st
-            .queue
-            .iter()
-            .position(|w| std::ptr::eq(w.slot, self.slot))
-        {
-            st.queue.remove(pos);
+        let slot = self.slot;
+        if st.queue.remove_where(|w| std::ptr::eq(w.slot, slot)) {
             st.balance -= self.dir;
         }
     }
@@ -241,7 +237,7 @@ impl<T: Send + 'static> Channel<T> {
             inner: Arc::new(Inner {
                 state: SpinLock::new(State {
                     balance: 0,
-                    queue: VecDeque::new(),
+                    queue: WaitQueue::new(),
                     preference: Preference::Receiver,
                     schedule_all: false,
                     closing: false,

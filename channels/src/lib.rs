@@ -13,6 +13,7 @@
 
 mod channel;
 mod error;
+mod wait_queue;
 
 pub use channel::{Channel, Iter, Preference};
 pub use error::{
