@@ -390,3 +390,59 @@ fn misuse_across_workers_is_an_error() {
         });
     });
 }
+
+/// Tasklet records are pooled per thread: handles dropped on plain threads
+/// (which then exit), records reused across bursts and workers. Every body
+/// runs exactly once, every handle joins, and ids never repeat while their
+/// tasklets are alive.
+#[test]
+fn tasklet_records_survive_bursts_and_drops_on_other_threads() {
+    with_timeout(60, || {
+        let s = sched(2);
+        let runs = Arc::new(AtomicUsize::new(0));
+        s.enter(|| {
+            for round in 0..4 {
+                let ts: Vec<Tasklet> = (0..3_000)
+                    .map(|_| {
+                        let runs = runs.clone();
+                        spawn(move || {
+                            runs.fetch_add(1, Ordering::Relaxed);
+                            if round % 2 == 1 {
+                                schedule();
+                            }
+                        })
+                    })
+                    .collect();
+                let ids: HashSet<u64> = ts.iter().map(|t| t.id()).collect();
+                assert_eq!(ids.len(), ts.len(), "ids repeat among live tasklets");
+                // Half the handles go to plain threads that join, drop them
+                // and exit (their record caches go back to the shared list).
+                let mut ts = ts;
+                let theirs = ts.split_off(ts.len() / 2);
+                let threads: Vec<_> = theirs
+                    .chunks(500)
+                    .map(|c| {
+                        let c: Vec<Tasklet> = c.to_vec();
+                        std::thread::spawn(move || {
+                            for t in c {
+                                t.join().unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for t in ts {
+                    t.join().unwrap();
+                }
+                // Wait without blocking this worker's thread (its tasklets
+                // may be what the plain threads are joining).
+                while !threads.iter().all(|th| th.is_finished()) {
+                    sleep(Duration::from_millis(1));
+                }
+                for th in threads {
+                    th.join().unwrap();
+                }
+            }
+        });
+        assert_eq!(runs.load(Ordering::Relaxed), 4 * 3_000);
+    });
+}
