@@ -259,7 +259,7 @@ impl<T: Send + 'static> Channel<T> {
     }
 
     /// Serves the oldest waiter of the other side (under the lock `st`).
-    #[inline]
+    #[inline(always)]
     fn rendezvous(
         &self,
         mut st: SpinGuard<'_, State<T>>,
@@ -329,7 +329,7 @@ impl<T: Send + 'static> Channel<T> {
 
     /// Queues the caller and parks it until served (or the park ends
     /// otherwise).
-    #[inline]
+    #[inline(always)]
     fn wait(
         &self,
         mut st: SpinGuard<'_, State<T>>,
