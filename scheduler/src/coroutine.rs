@@ -39,7 +39,7 @@ mod imp {
 
     /// What a running tasklet uses to switch back to its worker's loop.
     #[derive(Clone, Copy)]
-    pub(crate) struct Suspender(*const Yielder<(), ()>);
+    pub(crate) struct Suspender(std::ptr::NonNull<Yielder<(), ()>>);
 
     impl Suspender {
         /// Switches back to whoever resumed us; returns when resumed again.
@@ -49,7 +49,7 @@ mod imp {
             // stack for as long as the coroutine runs, and `suspend` is only
             // called by code running on that coroutine (the scheduler hands
             // out a tasklet's Suspender to that tasklet alone).
-            unsafe { (*self.0).suspend(()) }
+            unsafe { self.0.as_ref().suspend(()) }
         }
     }
 
@@ -57,7 +57,7 @@ mod imp {
         /// Prepares `body` to run on `stack`; nothing runs until `resume`.
         pub(crate) fn new(stack: Stack, body: impl FnOnce(Suspender) + 'static) -> Coro {
             let co = Coroutine::with_stack(stack, move |y: &Yielder<(), ()>, ()| {
-                body(Suspender(y as *const _))
+                body(Suspender(std::ptr::NonNull::from(y)))
             });
             Coro { co }
         }

@@ -46,8 +46,11 @@ const FRESH_BATCH: usize = 32;
 /// Free records the process-wide list keeps.
 pub(crate) const GLOBAL_KEEP: usize = 1 << 17;
 
-/// The allocation behind a [`TaskRef`].
-#[repr(C)]
+/// The allocation behind a [`TaskRef`]: cache-line aligned, so that the
+/// count and the task's hot fields (its park word, `home`, the coroutine
+/// and the hot half of `Exec`, together under 128 bytes) fill exactly two
+/// lines, whatever the allocator hands out.
+#[repr(C, align(64))]
 struct Record {
     refs: AtomicUsize,
     task: Task,
@@ -335,5 +338,23 @@ mod tests {
             .unwrap();
         let again: Vec<TaskRef> = (0..LOCAL_CAP * 3).map(|_| Task::new(None, false)).collect();
         assert_eq!(again.len(), LOCAL_CAP * 3);
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::Record;
+    use crate::task::{Exec, Task};
+    use std::mem::{offset_of, size_of};
+
+    /// What every switch touches (the count, the park word, `home`, the
+    /// coroutine, the hot half of `Exec`) stays within the record's first
+    /// two cache lines, and the record is four lines in all.
+    #[test]
+    fn hot_fields_fill_two_cache_lines() {
+        let task = offset_of!(Record, task);
+        let hot_end = task + offset_of!(Task, exec) + offset_of!(Exec, slot);
+        assert!(hot_end <= 128, "hot fields end at byte {hot_end}");
+        assert_eq!(size_of::<Record>(), 256);
     }
 }

@@ -146,11 +146,12 @@ pub(crate) struct Task {
     pub(crate) queued: AtomicBool,
     pub(crate) kill: AtomicBool,
     pub(crate) is_main: bool,
-    /// Home-worker-only execution state.
-    pub(crate) exec: UnsafeCell<Exec>,
     /// The coroutine, touched only by the home worker's loop (never by the
     /// tasklet's own code, so it is apart from `exec`).
     pub(crate) coro: UnsafeCell<Option<Coro>>,
+    /// Home-worker-only execution state (its hot fields first, so that with
+    /// the fields above they fill the record's first two cache lines).
+    pub(crate) exec: UnsafeCell<Exec>,
     // Cold.
     pub(crate) id: u64,
     /// The scheduler, once set up (a strong count is held; released on drop).
@@ -170,26 +171,29 @@ pub(crate) struct Task {
 }
 
 /// State only the home worker thread touches once the tasklet has started.
+/// Ordered by use: what every switch touches first, the stack's extent
+/// (read only for an overflow report) last.
 #[derive(Default)]
+#[repr(C)]
 pub(crate) struct Exec {
+    pub(crate) suspender: Option<Suspender>,
+    /// Roughly where its stack pointer was when it last switched out: the
+    /// loop prefetches around it before resuming it (with thousands of
+    /// tasklets their stacks do not fit in cache).
+    pub(crate) sp_hint: usize,
     /// In the home worker's ring (the truth behind `queued`).
     pub(crate) in_ring: bool,
-    pub(crate) suspender: Option<Suspender>,
-    /// Index in the home worker's registry of started tasklets.
-    pub(crate) slot: usize,
-    /// Guard page and size of its stack (for the overflow report).
-    pub(crate) guard: (usize, usize),
-    pub(crate) usable: usize,
     /// Set while the tasklet is inside its own `run()` (a watchdog).
     pub(crate) watchdog: bool,
     /// Set while the tasklet waits on the nice queue.
     pub(crate) nice: bool,
     /// Set while the tasklet has a live timer.
     pub(crate) timed: bool,
-    /// Roughly where its stack pointer was when it last switched out: the
-    /// loop prefetches around it before resuming it (with thousands of
-    /// tasklets their stacks do not fit in cache).
-    pub(crate) sp_hint: usize,
+    /// Index in the home worker's registry of started tasklets.
+    pub(crate) slot: u32,
+    /// Guard page and size of its stack (for the overflow report).
+    pub(crate) guard: (usize, usize),
+    pub(crate) usable: usize,
 }
 
 // SAFETY: `exec` is only accessed by the tasklet's home worker thread (the

@@ -652,9 +652,10 @@ impl WorkerLocal {
                 use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
                 if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
                     let p = &**far as *const Task as *const i8;
+                    // The hot fields fill the record's first two lines
+                    // (see `record.rs`).
                     _mm_prefetch::<_MM_HINT_T0>(p);
                     _mm_prefetch::<_MM_HINT_T0>(p.add(64));
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(128));
                 }
                 if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE) {
                     let sp = (*next.exec.get()).sp_hint;
@@ -711,7 +712,9 @@ impl WorkerLocal {
         // SAFETY: `coro` is a home-worker-only field of a task homed here.
         unsafe { *t.coro.get() = Some(coro) };
         let reg = self.registry();
-        ex.slot = reg.len();
+        // Every started tasklet holds a stack mapping, so the registry
+        // stays far below `u32::MAX` entries (`vm.max_map_count` is an i32).
+        ex.slot = reg.len() as u32;
         reg.push(task_ref(t));
         // Keep room to queue every started tasklet at once, so that the
         // shutdown's kill sweep never allocates.
@@ -781,12 +784,12 @@ impl WorkerLocal {
         ex.suspender = None;
         *self.last_parked() = None;
         let reg = self.registry();
-        let slot = ex.slot;
+        let slot = ex.slot as usize;
         if slot < reg.len() && std::ptr::eq(&*reg[slot], t) {
             let owned = reg.swap_remove(slot);
             if slot < reg.len() {
                 // SAFETY: every registry entry is homed here.
-                unsafe { reg[slot].exec().slot = slot };
+                unsafe { reg[slot].exec().slot = slot as u32 };
             }
             drop(owned);
         }
