@@ -146,12 +146,14 @@ pub(crate) struct Task {
     pub(crate) queued: AtomicBool,
     pub(crate) kill: AtomicBool,
     pub(crate) is_main: bool,
-    /// The coroutine, touched only by the home worker's loop (never by the
-    /// tasklet's own code, so it is apart from `exec`).
-    pub(crate) coro: UnsafeCell<Option<Coro>>,
-    /// Home-worker-only execution state (its hot fields first, so that with
-    /// the fields above they fill the record's first two cache lines).
+    /// Home-worker-only execution state. Its flags and switch state share
+    /// the record's first cache line with the fields above, so a nice round
+    /// (which touches only those) reads one line per tasklet.
     pub(crate) exec: UnsafeCell<Exec>,
+    /// The coroutine, touched only by the home worker's loop (never by the
+    /// tasklet's own code, so it is apart from `exec`). With the fields
+    /// above it ends within the record's second cache line.
+    pub(crate) coro: UnsafeCell<Option<Coro>>,
     // Cold.
     pub(crate) id: u64,
     /// The scheduler, once set up (a strong count is held; released on drop).
@@ -171,26 +173,27 @@ pub(crate) struct Task {
 }
 
 /// State only the home worker thread touches once the tasklet has started.
-/// Ordered by use: what every switch touches first, the stack's extent
-/// (read only for an overflow report) last.
+/// Ordered by use: the flags a nice round writes and what every switch
+/// touches first, the stack's extent (read only for an overflow report)
+/// last.
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct Exec {
+    /// In the home worker's ring (the truth behind `queued`).
+    pub(crate) in_ring: bool,
+    /// Set while the tasklet waits on the nice queue.
+    pub(crate) nice: bool,
+    /// Set while the tasklet is inside its own `run()` (a watchdog).
+    pub(crate) watchdog: bool,
+    /// Set while the tasklet has a live timer.
+    pub(crate) timed: bool,
+    /// Index in the home worker's registry of started tasklets.
+    pub(crate) slot: u32,
     pub(crate) suspender: Option<Suspender>,
     /// Roughly where its stack pointer was when it last switched out: the
     /// loop prefetches around it before resuming it (with thousands of
     /// tasklets their stacks do not fit in cache).
     pub(crate) sp_hint: usize,
-    /// In the home worker's ring (the truth behind `queued`).
-    pub(crate) in_ring: bool,
-    /// Set while the tasklet is inside its own `run()` (a watchdog).
-    pub(crate) watchdog: bool,
-    /// Set while the tasklet waits on the nice queue.
-    pub(crate) nice: bool,
-    /// Set while the tasklet has a live timer.
-    pub(crate) timed: bool,
-    /// Index in the home worker's registry of started tasklets.
-    pub(crate) slot: u32,
     /// Guard page and size of its stack (for the overflow report).
     pub(crate) guard: (usize, usize),
     pub(crate) usable: usize,
