@@ -354,14 +354,7 @@ impl WorkerLocal {
             if round < SEARCH_ROUNDS / 2 {
                 // Pause between steal attempts, but notice our own signal
                 // word (a hand-off to this worker) within a few pauses.
-                for _ in 0..16 {
-                    for _ in 0..4 {
-                        crate::sync::spin_wait();
-                    }
-                    if self.ws().signal.load(Ordering::Relaxed) != 0 {
-                        break;
-                    }
-                }
+                self.pause_watching_signal(16);
             } else {
                 crate::sync::yield_thread();
             }
@@ -381,14 +374,28 @@ impl WorkerLocal {
         // every few pauses: the load hits our own cache line until the
         // waker writes it.
         for _ in 0..SEARCH_ROUNDS / 2 * 16 {
-            for _ in 0..4 {
-                crate::sync::spin_wait();
-            }
-            if self.ws().signal.load(Ordering::Acquire) != 0 {
+            if self.pause_watching_signal(1) {
                 self.handle_signals();
                 if !self.ring().is_empty() {
                     return true;
                 }
+            }
+        }
+        false
+    }
+
+    /// Pauses for up to `checks` × 4 spin-loop hints, looking at this
+    /// worker's signal word after every four; true as soon as it is set.
+    /// (`handle_signals` takes the bits with its own read-modify-write, so
+    /// a relaxed look suffices.)
+    #[inline]
+    fn pause_watching_signal(&self, checks: u32) -> bool {
+        for _ in 0..checks {
+            for _ in 0..4 {
+                crate::sync::spin_wait();
+            }
+            if self.ws().signal.load(Ordering::Relaxed) != 0 {
+                return true;
             }
         }
         false

@@ -407,13 +407,7 @@ impl WorkerLocal {
 
     /// The running tasklet as a shared handle.
     pub(crate) fn current_task(&self) -> TaskRef {
-        let p = self.current.get();
-        // SAFETY: see `current_ptr`; the count is raised before making a new
-        // `Arc` from the pointer.
-        unsafe {
-            TaskRef::increment_strong_count(p);
-            TaskRef::from_raw(p)
-        }
+        task_ref(self.current_ptr())
     }
 
     /// Whether `t` is the running tasklet.
@@ -986,12 +980,8 @@ impl WorkerLocal {
     /// This worker's deadlock candidate as an `Unparker` (for the idle state).
     pub(crate) fn take_candidate(&self) -> Option<Unparker> {
         let (p, seq) = self.last_parked().take()?;
-        // SAFETY: see `last_parked`: the parked task is still alive; we add
-        // a count before making a `TaskRef` of the pointer.
-        let t = unsafe {
-            TaskRef::increment_strong_count(p);
-            TaskRef::from_raw(p)
-        };
+        // SAFETY: see `last_parked`: the parked task is still alive.
+        let t = task_ref(unsafe { &*p });
         Some(Unparker {
             target: Target::Tasklet(t),
             seq,
@@ -1186,7 +1176,7 @@ impl WorkerLocal {
 }
 
 /// A new strong reference to a task that something else holds a count of
-/// (the ring's head, the running tasklet).
+/// (the ring's head, the running tasklet, the parked deadlock candidate).
 #[inline(always)]
 fn task_ref(t: &Task) -> TaskRef {
     let p = t as *const Task;
