@@ -1156,8 +1156,11 @@ impl WorkerLocal {
         t.queued.store(true, Ordering::Release);
         if sh.nworkers > 1 && !sh.is_shutdown() {
             t.home.store(self.index | STEALABLE, Ordering::Release);
-            self.ring().push_back(t.clone());
-            self.ws().tickets.push(t.clone(), |moved| {
+            // SAFETY: `t` is fresh: no other thread can reach it until the
+            // ticket below is pushed, and both handles exist by then.
+            let (for_ring, for_ticket) = unsafe { (clone_fresh(t), clone_fresh(t)) };
+            self.ring().push_back(for_ring);
+            self.ws().tickets.push(for_ticket, |moved| {
                 // The ring is full: its older half goes to the injector.
                 let mut q = sh.injector.lock();
                 q.extend(moved);
@@ -1166,13 +1169,31 @@ impl WorkerLocal {
             sh.wakep();
         } else {
             t.home.store(self.index, Ordering::Release);
-            self.ring().push_back(t.clone());
+            // SAFETY: `t` is fresh: no other thread can reach it yet.
+            self.ring().push_back(unsafe { clone_fresh(t) });
         }
     }
 
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.get()
     }
+}
+
+/// A second handle to a fresh record, without a locked instruction (which
+/// would wait for the stores that just filled the record: see
+/// `TaskRef::clone_unpublished`).
+///
+/// # Safety
+/// No other thread can reach the record yet.
+#[inline(always)]
+unsafe fn clone_fresh(t: &TaskRef) -> TaskRef {
+    #[cfg(not(loom))]
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        t.clone_unpublished()
+    }
+    #[cfg(loom)]
+    t.clone()
 }
 
 /// A new strong reference to a task that something else holds a count of
