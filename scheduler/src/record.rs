@@ -159,6 +159,31 @@ impl TaskRef {
     }
 }
 
+impl TaskRef {
+    /// Gives up two handles with one count update when they are the same
+    /// record (a tasklet's end gives up the ring's and the registry's).
+    #[inline]
+    pub(crate) fn drop_pair(a: TaskRef, b: TaskRef) {
+        if !TaskRef::ptr_eq(&a, &b) {
+            drop(a);
+            drop(b);
+            return;
+        }
+        let rec = a.rec;
+        let refs = a.refs() as *const AtomicUsize;
+        std::mem::forget(a);
+        std::mem::forget(b);
+        // SAFETY: the two handles just given up kept the record alive; the
+        // count is read through them before they are accounted for.
+        if unsafe { (*refs).fetch_sub(2, Ordering::Release) } != 2 {
+            return;
+        }
+        // As in `drop`: every other handle's uses happen before.
+        fence(Ordering::Acquire);
+        release(rec);
+    }
+}
+
 impl Clone for TaskRef {
     #[inline(always)]
     fn clone(&self) -> TaskRef {

@@ -159,7 +159,8 @@ pub(crate) struct Task {
     /// The scheduler, once set up (a strong count is held; released on drop).
     shared: AtomicPtr<Shared>,
     /// The body until it starts (or dies unstarted). Taken exactly once, by
-    /// whoever owns the fresh tasklet: its worker after the `home` CAS, or
+    /// whoever owns the fresh tasklet: its worker after the `home` CAS (to
+    /// drop it), the tasklet itself on its first resume by that worker, or
     /// the thread whose `setup` CAS made it fresh during shutdown.
     body: crate::sync::UnsafeCell<Option<Body>>,
     /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
@@ -288,8 +289,8 @@ impl Task {
     /// Takes the body.
     ///
     /// The caller owns the fresh tasklet (see the `body` field): it won the
-    /// `home` CAS (pin or steal) or the `setup` CAS, so no other thread
-    /// reaches the body.
+    /// `home` CAS (pin or steal) or the `setup` CAS, or is the tasklet that
+    /// winner started, so no other thread reaches the body.
     pub(crate) fn take_body(&self) -> Option<Body> {
         // SAFETY: exclusive by the ownership rule above.
         self.body.with_mut(|b| unsafe { (*b).take() })

@@ -108,6 +108,10 @@ pub(crate) struct WorkerLocal {
     pub(crate) fresh_starts: Cell<u32>,
     pub(crate) rng: Cell<u64>,
     pub(crate) announced_stack_error: Cell<bool>,
+    /// The ring's handle of the tasklet whose body just ended: `tasklet_end`
+    /// leaves it here and `finish` gives it up with the registry's, in one
+    /// count update.
+    pub(crate) ended: Cell<Option<TaskRef>>,
 }
 
 /// The current stack pointer (a hint for prefetching; any nearby address
@@ -335,6 +339,7 @@ impl WorkerLocal {
             fresh_starts: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             announced_stack_error: Cell::new(false),
+            ended: Cell::new(None),
         }
     }
 
@@ -674,23 +679,20 @@ impl WorkerLocal {
     /// `t` is the head of the ring (which holds a count of it).
     pub(crate) fn start(&self, t: &Task) -> bool {
         self.note_fresh_start();
-        let body = t.take_body();
         // A kill request is rare: look before the read-modify-write.
         let killed = t.kill.load(Ordering::Acquire) && t.kill.swap(false, Ordering::AcqRel);
-        let body = match body {
-            Some(b) if !killed && !self.stopping.get() => b,
-            _ => {
-                self.die_unstarted(&task_ref(t), Outcome::Killed);
-                return false;
-            }
-        };
+        // The body stays in the record until the tasklet takes it on its
+        // own stack (see `tasklet_main`).
+        if !t.has_body() || killed || self.stopping.get() {
+            self.die_unstarted(&task_ref(t), Outcome::Killed);
+            return false;
+        }
         let stack = match self.stacks().take(&self.shared.stacks) {
             Ok(s) => s,
             Err(e) => {
                 if !self.announced_stack_error.replace(true) {
                     eprintln!("{e}");
                 }
-                drop(body);
                 self.die_unstarted(&task_ref(t), Outcome::NoStack(e.to_string()));
                 return false;
             }
@@ -701,9 +703,7 @@ impl WorkerLocal {
         ex.usable = stack.usable();
         let task_ptr = t as *const Task as usize;
         let worker_ptr = self as *const WorkerLocal as usize;
-        let coro = Coro::new(stack, move |susp| {
-            tasklet_main(worker_ptr, task_ptr, susp, body)
-        });
+        let coro = Coro::new(stack, move |susp| tasklet_main(worker_ptr, task_ptr, susp));
         // SAFETY: `coro` is a home-worker-only field of a task homed here.
         unsafe { *t.coro.get() = Some(coro) };
         let reg = self.registry();
@@ -778,6 +778,7 @@ impl WorkerLocal {
         let ex = unsafe { t.exec() };
         ex.suspender = None;
         *self.last_parked() = None;
+        let ended = self.ended.take();
         let reg = self.registry();
         let slot = ex.slot as usize;
         if slot < reg.len() && std::ptr::eq(&*reg[slot], t) {
@@ -786,7 +787,11 @@ impl WorkerLocal {
                 // SAFETY: every registry entry is homed here.
                 unsafe { reg[slot].exec().slot = slot as u32 };
             }
-            drop(owned);
+            match ended {
+                #[cfg(not(loom))]
+                Some(e) => TaskRef::drop_pair(owned, e),
+                _ => drop(owned),
+            }
         }
     }
 
@@ -1210,12 +1215,7 @@ fn task_ref(t: &Task) -> TaskRef {
 }
 
 /// The root of every tasklet's stack.
-fn tasklet_main(
-    worker_ptr: usize,
-    task_ptr: usize,
-    susp: crate::coroutine::Suspender,
-    body: crate::body::Body,
-) {
+fn tasklet_main(worker_ptr: usize, task_ptr: usize, susp: crate::coroutine::Suspender) {
     // SAFETY: the worker outlives its tasklets (it kills them all before it
     // is dropped) and the task is kept alive by the worker's registry.
     let (w, t) = unsafe {
@@ -1228,7 +1228,15 @@ fn tasklet_main(
     install(w);
     // SAFETY: running on the tasklet's own stack, on its home worker.
     unsafe { t.exec().suspender = Some(susp) };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.call()));
+    // Taken here rather than moved into the coroutine's closure: the
+    // closure is then two words, and starting a tasklet copies no body
+    // through the worker's stack. Its worker checked it is there.
+    let body = t.take_body();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(body) = body {
+            body.call()
+        }
+    }));
     tasklet_end(w, t, result.err());
 }
 
@@ -1247,7 +1255,9 @@ fn tasklet_end(w: &WorkerLocal, t: &Task, panic: Option<Box<dyn std::any::Any + 
             Outcome::Panicked(Some(p), msg)
         }
     };
-    w.leave_ring_current();
+    // The ring's handle waits for `finish`, which gives it up together with
+    // the registry's.
+    w.ended.set(w.take_current_from_ring());
     t.life.store(life::DEAD, Ordering::Release);
     t.queued.store(false, Ordering::Release);
     for j in t.set_outcome(outcome) {
