@@ -23,7 +23,7 @@ impl<W> WaitQueue<W> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, w: W) {
         if self.first.is_none() {
             debug_assert!(self.rest.is_empty());
@@ -33,7 +33,7 @@ impl<W> WaitQueue<W> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop_front(&mut self) -> Option<W> {
         let w = self.first.take()?;
         if !self.rest.is_empty() {

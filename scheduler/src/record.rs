@@ -175,7 +175,13 @@ impl TaskRef {
         std::mem::forget(b);
         // SAFETY: the two handles just given up kept the record alive; the
         // count is read through them before they are accounted for.
-        if unsafe { (*refs).fetch_sub(2, Ordering::Release) } != 2 {
+        let refs = unsafe { &*refs };
+        // As in `drop`: holding the only two handles, nobody can clone.
+        if refs.load(Ordering::Acquire) == 2 {
+            release(rec);
+            return;
+        }
+        if refs.fetch_sub(2, Ordering::Release) != 2 {
             return;
         }
         // As in `drop`: every other handle's uses happen before.
@@ -211,12 +217,17 @@ impl std::ops::Deref for TaskRef {
 impl Drop for TaskRef {
     #[inline]
     fn drop(&mut self) {
-        if self.refs().fetch_sub(1, Ordering::Release) != 1 {
-            return;
+        // The last handle (a joined tasklet's, typically) frees the record
+        // without a locked instruction: with a count of one held here, no
+        // other handle exists to clone it meanwhile, and the acquire load
+        // orders every other handle's uses (their release decrements)
+        // before the task is dropped.
+        let refs = self.refs();
+        if refs.load(Ordering::Acquire) == 1 || refs.fetch_sub(1, Ordering::Release) == 1 {
+            // Every other handle's uses happen before the task is dropped.
+            fence(Ordering::Acquire);
+            release(self.rec);
         }
-        // Every other handle's uses happen before the task is dropped.
-        fence(Ordering::Acquire);
-        release(self.rec);
     }
 }
 
