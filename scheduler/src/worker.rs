@@ -905,7 +905,7 @@ impl WorkerLocal {
     }
 
     /// Parks the running tasklet (see `park.rs`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn park(&self, deadline: Option<Instant>) -> Wake {
         let cur = self.current_ptr();
         let w = cur.park.load(Ordering::Acquire);
