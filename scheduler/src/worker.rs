@@ -210,7 +210,7 @@ fn shared_arc(s: &Shared) -> Option<Arc<Shared>> {
 }
 
 /// See [`crate::park::prepare_park`].
-#[inline]
+#[inline(always)]
 pub(crate) fn prepare_park(eligible: bool) -> Unparker {
     if let Some(w) = local() {
         let t = w.take_current_for_park();
