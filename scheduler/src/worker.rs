@@ -661,13 +661,12 @@ impl WorkerLocal {
                     let sp = (*next.exec.get()).sp_hint;
                     if sp != 0 {
                         // The saved registers sit just below the hint, the
-                        // frames it returns through above it: a tasklet
-                        // blocked in a channel operation returns through
-                        // ~400 bytes of frames on its way back to its body.
+                        // frames it returns through just above.
                         let sp = (sp & !63) as *const i8;
-                        for line in -2..=5 {
-                            _mm_prefetch::<_MM_HINT_T0>(sp.wrapping_offset(line * 64));
-                        }
+                        _mm_prefetch::<_MM_HINT_T0>(sp.sub(128));
+                        _mm_prefetch::<_MM_HINT_T0>(sp.sub(64));
+                        _mm_prefetch::<_MM_HINT_T0>(sp);
+                        _mm_prefetch::<_MM_HINT_T0>(sp.add(64));
                     }
                 }
             }
