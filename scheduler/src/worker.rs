@@ -14,16 +14,30 @@
 //! # The loop
 //!
 //! The loop runs on the worker thread's own stack. It resumes the head of
-//! the ring; the tasklet runs until it switches out (a corosensei suspend
-//! back into the loop) after rearranging the ring itself. Worker 0 hosts the
-//! main tasklet: main is plain code on the thread's stack, so when main
-//! yields it *calls* the loop, which returns as soon as main is the head
-//! again. Between tasklets the loop polls one signal word (inbox, nice
-//! round, revive, shutdown) and every 61 resumes the timers.
+//! the ring; the tasklet runs until it switches out, after rearranging the
+//! ring itself. Worker 0 hosts the main tasklet: main is plain code on the
+//! thread's stack, so when main yields it *calls* the loop, which returns as
+//! soon as main is the head again. Between tasklets the loop polls one
+//! signal word (inbox, nice round, revive, shutdown) and every 61 resumes
+//! the timers.
+//!
+//! # Direct switches
+//!
+//! With our own stack switch (x86-64 Linux, see `coroutine.rs`) a tasklet
+//! that switches out does the loop's work itself when the loop has nothing
+//! else to do: if the ring's head is a started tasklet of this worker, no
+//! signal is pending and the timers are not due, it makes that tasklet
+//! current and switches straight to it (`direct_successor`,
+//! `enter_directly`). Worker 0's main does the same instead of calling the
+//! loop, and is switched to directly when it is the head; while main is
+//! switched out that way no loop runs, so a tasklet that needs the loop
+//! leaves to main, which then runs it (`switch_out_main`). A hop between
+//! tasklets is then one switch instead of two and no loop iteration. The
+//! order is the loop's: the head runs next either way.
 //!
 //! When the ring is empty the worker goes idle (see `idle/README.md`).
 
-use crate::coroutine::Coro;
+use crate::coroutine::{Coro, LoopContext, DIRECT_SWITCH};
 use crate::error::TaskletError;
 use crate::park::{Placement, Target, Unparker, Wake};
 use crate::scheduler::{signal, Shared, WorkerShared};
@@ -108,6 +122,8 @@ pub(crate) struct WorkerLocal {
     pub(crate) fresh_starts: Cell<u32>,
     pub(crate) rng: Cell<u64>,
     pub(crate) announced_stack_error: Cell<bool>,
+    /// The loop's saved context while a tasklet runs (see `coroutine.rs`).
+    pub(crate) loop_ctx: LoopContext,
     /// The ring's handle of the tasklet whose body just ended: `tasklet_end`
     /// leaves it here and `finish` gives it up with the registry's, in one
     /// count update.
@@ -339,6 +355,7 @@ impl WorkerLocal {
             fresh_starts: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
             announced_stack_error: Cell::new(false),
+            loop_ctx: LoopContext::default(),
             ended: Cell::new(None),
         }
     }
@@ -566,6 +583,15 @@ impl WorkerLocal {
     /// returns when main is the head again; the other workers call it once
     /// and it returns at shutdown.
     pub(crate) fn run_loop(&self) {
+        // While the loop runs, tasklets leave to it (not to worker 0's main
+        // tasklet, which runs this loop on its own stack).
+        struct InLoop<'a>(&'a LoopContext, bool);
+        impl Drop for InLoop<'_> {
+            fn drop(&mut self) {
+                self.0.set_in_loop(self.1);
+            }
+        }
+        let _in_loop = InLoop(&self.loop_ctx, self.loop_ctx.set_in_loop(true));
         let ws = self.ws();
         loop {
             if ws.signal.load(Ordering::Relaxed) != 0 {
@@ -703,9 +729,17 @@ impl WorkerLocal {
         ex.usable = stack.usable();
         let task_ptr = t as *const Task as usize;
         let worker_ptr = self as *const WorkerLocal as usize;
-        let coro = Coro::new(stack, move |susp| tasklet_main(worker_ptr, task_ptr, susp));
+        let coro = Coro::new(stack, &self.loop_ctx, move |susp| {
+            tasklet_main(worker_ptr, task_ptr, susp)
+        });
         // SAFETY: `coro` is a home-worker-only field of a task homed here.
-        unsafe { *t.coro.get() = Some(coro) };
+        let coro = unsafe {
+            *t.coro.get() = Some(coro);
+            (*t.coro.get()).as_ref()
+        };
+        // With our own switch the tasklet's way out is its coroutine, now
+        // in its final place in the record.
+        ex.suspender = coro.and_then(Coro::suspender);
         let reg = self.registry();
         // Every started tasklet holds a stack mapping, so the registry
         // stays far below `u32::MAX` entries (`vm.max_map_count` is an i32).
@@ -754,16 +788,66 @@ impl WorkerLocal {
             .running
             .store(t as *const Task as *mut Task, Ordering::Relaxed);
         *self.last_parked() = None;
-        // SAFETY: only the home worker touches `coro`, and the tasklet code
-        // never does, so this is the only reference while it runs.
+        // SAFETY: only the home worker's thread touches `coro`: the loop,
+        // and (with our own switch) a tasklet of this worker reading the
+        // next one's to switch straight to it; that reading is why the loop
+        // holds only a shared reference there.
+        #[cfg(own_switch)]
+        let coro = unsafe { &*t.coro.get() };
+        // SAFETY: as above; without our own switch only the loop reads it.
+        #[cfg(not(own_switch))]
         let coro = unsafe { &mut *t.coro.get() };
         let done = match coro {
-            Some(c) => c.resume(),
+            Some(c) => c.resume(&self.loop_ctx),
             None => true,
         };
         if done {
-            self.finish(t);
+            // The tasklet whose body returned is the current one: `t`, or
+            // one that `t` (or a successor) switched to directly.
+            self.finish(self.current_ptr());
         }
+    }
+
+    /// What the loop's `resume` does before it switches to `next`.
+    #[inline(always)]
+    fn enter_directly(&self, next: &Task) {
+        self.prefetch_next();
+        self.current.set(next);
+        self.ws()
+            .running
+            .store(next as *const Task as *mut Task, Ordering::Relaxed);
+        *self.last_parked() = None;
+    }
+
+    /// The tasklet that the running one may switch to directly, bypassing
+    /// the loop: the ring's head when it is a started tasklet of ours and
+    /// the loop has nothing to do first (no signal, timers not due).
+    #[inline(always)]
+    fn direct_successor(&self, cur: &Task) -> Option<&Task> {
+        if !DIRECT_SWITCH || self.ws().signal.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let ticks = self.ticks.get();
+        if ticks == 0 {
+            return None;
+        }
+        let head: &Task = self.ring().front()?;
+        if std::ptr::eq(head, cur) {
+            return None;
+        }
+        if head.is_main {
+            // Main can be switched to only when it switched out directly
+            // (otherwise it is inside the loop, which returns to it).
+            if self.loop_ctx.in_loop() {
+                return None;
+            }
+        } else if head.home.load(Ordering::Acquire) != self.index || head.life() != life::ALIVE {
+            return None;
+        }
+        self.ticks.set(ticks - 1);
+        // SAFETY: the ring holds a count of its head and the registry holds
+        // one of every started tasklet, so the task outlives this switch.
+        Some(unsafe { &*(head as *const Task) })
     }
 
     /// Cleans up after a tasklet whose body returned or unwound. `t` may
@@ -799,11 +883,11 @@ impl WorkerLocal {
 
     /// Switches away from the running tasklet (which has already arranged
     /// the ring) and returns when it is resumed. Does not act on kills.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn switch_out_raw(&self) {
         let cur = self.current_ptr();
         if cur.is_main {
-            self.run_loop();
+            self.switch_out_main(cur);
         } else {
             // SAFETY: the running tasklet is homed here; its suspender was set
             // when it started and is only used from its own stack (here).
@@ -812,9 +896,58 @@ impl WorkerLocal {
             #[allow(clippy::clone_on_copy)] // `Suspender` is `Copy` only outside loom
             let s = ex.suspender.clone();
             if let Some(s) = s {
+                if let Some(next) = self.direct_successor(cur) {
+                    self.enter_directly(next);
+                    if next.is_main {
+                        s.switch_to_main();
+                        return;
+                    }
+                    // SAFETY: `next` is started, homed here and switched
+                    // out, so its coroutine is set and only read here.
+                    if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
+                        s.switch_to(c);
+                        return;
+                    }
+                }
                 s.suspend();
             }
         }
+    }
+
+    /// `switch_out_raw` for worker 0's main tasklet, which runs on the
+    /// thread's own stack: it switches straight to the next tasklet when it
+    /// can, and otherwise runs the loop on its stack until it is the head
+    /// again.
+    #[inline(always)]
+    fn switch_out_main(&self, cur: &Task) {
+        if let Some(next) = self.direct_successor(cur) {
+            // SAFETY: `next` is started, homed here and switched out, so
+            // its coroutine is set and only read here.
+            if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
+                self.enter_directly(next);
+                let finished = self.loop_ctx.main_switch_to(c);
+                // A tasklet that switched to main directly made it
+                // current; one that left to the scheduler (or ended) did
+                // not: then the loop decides what runs.
+                if finished || !std::ptr::eq(self.current.get(), cur) {
+                    self.main_left_to(finished);
+                }
+                return;
+            }
+        }
+        self.run_loop();
+    }
+
+    /// Main was resumed by a tasklet that left to the scheduler rather than
+    /// to it (or whose body returned): finish that one if so, then run the
+    /// loop until main is the head again.
+    #[cold]
+    #[inline(never)]
+    fn main_left_to(&self, finished: bool) {
+        if finished {
+            self.finish(self.current_ptr());
+        }
+        self.run_loop();
     }
 
     /// Switches out, then unwinds if a kill arrived meanwhile.
@@ -1215,7 +1348,7 @@ fn task_ref(t: &Task) -> TaskRef {
 }
 
 /// The root of every tasklet's stack.
-fn tasklet_main(worker_ptr: usize, task_ptr: usize, susp: crate::coroutine::Suspender) {
+fn tasklet_main(worker_ptr: usize, task_ptr: usize, susp: Option<crate::coroutine::Suspender>) {
     // SAFETY: the worker outlives its tasklets (it kills them all before it
     // is dropped) and the task is kept alive by the worker's registry.
     let (w, t) = unsafe {
@@ -1226,8 +1359,10 @@ fn tasklet_main(worker_ptr: usize, task_ptr: usize, susp: crate::coroutine::Susp
     };
     #[cfg(loom)]
     install(w);
-    // SAFETY: running on the tasklet's own stack, on its home worker.
-    unsafe { t.exec().suspender = Some(susp) };
+    if let Some(susp) = susp {
+        // SAFETY: running on the tasklet's own stack, on its home worker.
+        unsafe { t.exec().suspender = Some(susp) };
+    }
     // Taken here rather than moved into the coroutine's closure: the
     // closure is then two words, and starting a tasklet copies no body
     // through the worker's stack. Its worker checked it is there.

@@ -446,3 +446,118 @@ fn tasklet_records_survive_bursts_and_drops_on_other_threads() {
         assert_eq!(runs.load(Ordering::Relaxed), 4 * 3_000);
     });
 }
+
+// Direct switches (a tasklet, or worker 0's main, switching straight to the
+// next started tasklet without the worker loop): the loop's duties must
+// still happen, and a tasklet that ends after one must still be finished.
+
+#[test]
+fn tasklets_that_end_after_direct_switches_are_finished_in_order() {
+    with_timeout(60, || {
+        let log = Log::default();
+        sched(1).enter(|| {
+            // Started first (run), so that main's and their switches to each
+            // other are direct: A and B end on a direct switch from main.
+            let ts: Vec<Tasklet> = ["A", "B", "C"]
+                .into_iter()
+                .map(|name| {
+                    let log = log.clone();
+                    spawn(move || {
+                        for i in 0..3 {
+                            log.say(format!("{name}{i}"));
+                            if name != "C" || i < 2 {
+                                schedule();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // A, B and C run one step each.
+            schedule();
+            log.say("main");
+            for _ in 0..3 {
+                schedule();
+                log.say("main");
+            }
+            for t in &ts {
+                t.join().unwrap();
+                assert!(!t.alive());
+            }
+        });
+        assert_eq!(
+            log.lines(),
+            [
+                "A0", "B0", "C0", "main", "A1", "B1", "C1", "main", "A2", "B2", "C2", "main",
+                "main"
+            ]
+        );
+    });
+}
+
+#[test]
+fn timers_and_remote_wakes_reach_a_worker_whose_tasklets_switch_directly() {
+    with_timeout(60, || {
+        let s = sched(2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let slept = Arc::new(AtomicUsize::new(0));
+        let woken = Arc::new(AtomicUsize::new(0));
+        s.enter(|| {
+            // Two tasklets on worker 0 that only ever yield to each other.
+            let spinners: Vec<Tasklet> = (0..2)
+                .map(|_| {
+                    let stop = stop.clone();
+                    TaskletBuilder::new()
+                        .worker(0)
+                        .spawn(move || {
+                            while !stop.load(Ordering::Relaxed) {
+                                schedule();
+                            }
+                        })
+                        .unwrap()
+                })
+                .collect();
+            // A sleeper among them (its timer must fire) ...
+            let sl = slept.clone();
+            let sleeper = TaskletBuilder::new()
+                .worker(0)
+                .spawn(move || {
+                    for _ in 0..5 {
+                        sleep(Duration::from_millis(2));
+                        sl.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .unwrap();
+            // ... and parks on worker 0 that worker 1 ends (inbox wakes).
+            let sem = Arc::new(Semaphore::default());
+            let (w, sm) = (woken.clone(), sem.clone());
+            let waiter = TaskletBuilder::new()
+                .worker(0)
+                .spawn(move || {
+                    for _ in 0..50 {
+                        assert_eq!(sm.acquire(), Wake::Woken);
+                        w.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .unwrap();
+            let sm = sem.clone();
+            let releaser = TaskletBuilder::new()
+                .worker(1)
+                .spawn(move || {
+                    for _ in 0..50 {
+                        sm.release(1);
+                        sleep(Duration::from_micros(200));
+                    }
+                })
+                .unwrap();
+            sleeper.join().unwrap();
+            waiter.join().unwrap();
+            releaser.join().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            for t in spinners {
+                t.join().unwrap();
+            }
+        });
+        assert_eq!(slept.load(Ordering::Relaxed), 5);
+        assert_eq!(woken.load(Ordering::Relaxed), 50);
+    });
+}
