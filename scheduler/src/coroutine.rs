@@ -320,7 +320,7 @@ mod imp {
 
     /// Nothing: each corosensei coroutine keeps the link to its resumer.
     #[derive(Default)]
-    pub(crate) struct LoopContext;
+    pub(crate) struct LoopContext(());
 
     impl LoopContext {
         pub(crate) fn set_in_loop(&self, _yes: bool) -> bool {
@@ -429,7 +429,7 @@ mod imp {
 
     /// Nothing: each baton links a tasklet to its worker.
     #[derive(Default)]
-    pub(crate) struct LoopContext;
+    pub(crate) struct LoopContext(());
 
     impl LoopContext {
         pub(crate) fn set_in_loop(&self, _yes: bool) -> bool {
