@@ -446,9 +446,13 @@ impl WorkerLocal {
             if len == 0 {
                 continue;
             }
-            // Up to half of the victim's tickets, oldest first (stale ones,
-            // whose tasklet was already claimed, are dropped on the way).
-            let want = len.div_ceil(2).min(32);
+            // Half of the victim's tickets, oldest first (stale ones, whose
+            // tasklet was already claimed, are dropped on the way). All of
+            // the half at once: taking at most 32 per visit interleaved a
+            // burst's tasklets between the workers in small runs, and
+            // tasklets that talk to their neighbours (a ring) then crossed
+            // workers every few hops.
+            let want = len.div_ceil(2);
             let mut taken = 0;
             while taken < want {
                 let Some(t) = vs.tickets.pop() else { break };
