@@ -845,8 +845,9 @@ impl WorkerLocal {
             return None;
         }
         self.ticks.set(ticks - 1);
-        // SAFETY: the ring holds a count of its head and the registry holds
-        // one of every started tasklet, so the task outlives this switch.
+        // SAFETY: the ring holds a count of its head, and the registry (or,
+        // for main, this worker's `main`) holds one of every started
+        // tasklet until it ends, so the task outlives this switch.
         Some(unsafe { &*(head as *const Task) })
     }
 
