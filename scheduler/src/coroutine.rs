@@ -291,6 +291,7 @@ pub(crate) use own::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
 
 #[cfg(all(not(loom), not(own_switch)))]
 mod imp {
+    use super::asymmetric::LoopContext;
     use crate::stack::Stack;
     use corosensei::stack::StackPointer;
     use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -319,37 +320,7 @@ mod imp {
     #[derive(Clone, Copy)]
     pub(crate) struct Suspender(std::ptr::NonNull<Yielder<(), ()>>);
 
-    /// Whether `Suspender::switch_to` exists (not with corosensei's
-    /// asymmetric coroutines).
-    pub(crate) const DIRECT_SWITCH: bool = false;
-
-    /// Nothing: each corosensei coroutine keeps the link to its resumer.
-    #[derive(Default)]
-    pub(crate) struct LoopContext(());
-
-    impl LoopContext {
-        pub(crate) fn set_in_loop(&self, _yes: bool) -> bool {
-            true
-        }
-        pub(crate) fn in_loop(&self) -> bool {
-            true
-        }
-        pub(crate) fn main_switch_to(&self, _next: &Coro) -> bool {
-            unreachable!("no direct switch between corosensei coroutines")
-        }
-    }
-
     impl Suspender {
-        /// Not available here (`DIRECT_SWITCH` is false).
-        pub(crate) fn switch_to(self, _next: &Coro) {
-            unreachable!("no direct switch between corosensei coroutines")
-        }
-
-        /// Not available here (`DIRECT_SWITCH` is false).
-        pub(crate) fn switch_to_main(self) {
-            unreachable!("no direct switch between corosensei coroutines")
-        }
-
         /// Switches back to whoever resumed us; returns when resumed again.
         #[inline(always)]
         pub(crate) fn suspend(self) {
@@ -394,6 +365,7 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
+    use super::asymmetric::LoopContext;
     use crate::stack::Stack;
     use loom::sync::{Arc, Condvar, Mutex};
 
@@ -429,34 +401,7 @@ mod imp {
     #[derive(Clone)]
     pub(crate) struct Suspender(Arc<Baton>);
 
-    /// No direct switch between the loom threads standing in for stacks.
-    pub(crate) const DIRECT_SWITCH: bool = false;
-
-    /// Nothing: each baton links a tasklet to its worker.
-    #[derive(Default)]
-    pub(crate) struct LoopContext(());
-
-    impl LoopContext {
-        pub(crate) fn set_in_loop(&self, _yes: bool) -> bool {
-            true
-        }
-        pub(crate) fn in_loop(&self) -> bool {
-            true
-        }
-        pub(crate) fn main_switch_to(&self, _next: &Coro) -> bool {
-            unreachable!("no direct switch under loom")
-        }
-    }
-
     impl Suspender {
-        pub(crate) fn switch_to(self, _next: &Coro) {
-            unreachable!("no direct switch under loom")
-        }
-
-        pub(crate) fn switch_to_main(self) {
-            unreachable!("no direct switch under loom")
-        }
-
         pub(crate) fn suspend(self) {
             self.0.pass(Turn::Worker, &[Turn::Tasklet]);
         }
@@ -515,5 +460,44 @@ mod imp {
     unsafe impl<T> Send for AssertSend<T> {}
 }
 
+/// The worker's side of an asymmetric switch (corosensei, loom): each
+/// coroutine links back to whoever resumed it, and no tasklet switches
+/// straight to another, so the direct-switch calls are never reached
+/// (`DIRECT_SWITCH` is false).
 #[cfg(not(own_switch))]
-pub(crate) use imp::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
+mod asymmetric {
+    use super::imp::{Coro, Suspender};
+
+    /// Whether `Suspender::switch_to` exists.
+    pub(crate) const DIRECT_SWITCH: bool = false;
+
+    /// Nothing to keep: the coroutine holds the link to its resumer.
+    #[derive(Default)]
+    pub(crate) struct LoopContext(());
+
+    impl LoopContext {
+        pub(crate) fn set_in_loop(&self, _yes: bool) -> bool {
+            true
+        }
+        pub(crate) fn in_loop(&self) -> bool {
+            true
+        }
+        pub(crate) fn main_switch_to(&self, _next: &Coro) -> bool {
+            unreachable!("no direct switch without our own stack switch")
+        }
+    }
+
+    impl Suspender {
+        pub(crate) fn switch_to(self, _next: &Coro) {
+            unreachable!("no direct switch without our own stack switch")
+        }
+        pub(crate) fn switch_to_main(self) {
+            unreachable!("no direct switch without our own stack switch")
+        }
+    }
+}
+
+#[cfg(not(own_switch))]
+pub(crate) use asymmetric::{LoopContext, DIRECT_SWITCH};
+#[cfg(not(own_switch))]
+pub(crate) use imp::{Coro, Suspender};
