@@ -170,21 +170,25 @@ impl TaskRef {
             return;
         }
         let rec = a.rec;
-        let refs = a.refs() as *const AtomicUsize;
-        std::mem::forget(a);
         std::mem::forget(b);
-        // SAFETY: the two handles just given up kept the record alive; the
-        // count is read through them before they are accounted for.
-        let refs = unsafe { &*refs };
-        // As in `drop`: holding the only two handles, nobody can clone.
-        if refs.load(Ordering::Acquire) == 2 {
-            release(rec);
-            return;
-        }
-        if refs.fetch_sub(2, Ordering::Release) != 2 {
-            return;
-        }
-        // As in `drop`: every other handle's uses happen before.
+        std::mem::forget(a);
+        give_up(rec, 2);
+    }
+}
+
+/// Gives up `n` handles of the record `rec`, freeing it with the last.
+///
+/// Handles that hold the whole count (a joined tasklet's last one,
+/// typically) free the record without a locked instruction: nobody else
+/// holds a handle to clone it meanwhile, and the acquire load orders every
+/// other handle's uses (their release decrements) before the drop.
+#[inline(always)]
+fn give_up(rec: NonNull<Record>, n: usize) {
+    // SAFETY: the `n` handles being given up keep the record alive until
+    // they are accounted for here.
+    let refs = unsafe { &(*rec.as_ptr()).refs };
+    if refs.load(Ordering::Acquire) == n || refs.fetch_sub(n, Ordering::Release) == n {
+        // Every other handle's uses happen before the task is dropped.
         fence(Ordering::Acquire);
         release(rec);
     }
@@ -217,17 +221,7 @@ impl std::ops::Deref for TaskRef {
 impl Drop for TaskRef {
     #[inline]
     fn drop(&mut self) {
-        // The last handle (a joined tasklet's, typically) frees the record
-        // without a locked instruction: with a count of one held here, no
-        // other handle exists to clone it meanwhile, and the acquire load
-        // orders every other handle's uses (their release decrements)
-        // before the task is dropped.
-        let refs = self.refs();
-        if refs.load(Ordering::Acquire) == 1 || refs.fetch_sub(1, Ordering::Release) == 1 {
-            // Every other handle's uses happen before the task is dropped.
-            fence(Ordering::Acquire);
-            release(self.rec);
-        }
+        give_up(self.rec, 1);
     }
 }
 
@@ -316,24 +310,16 @@ fn take_free() -> Option<NonNull<Record>> {
         .flatten()
 }
 
-/// Asks for the lines of a record that will be handed out soon (a
-/// `prefetchw` where the target has it, a plain prefetch otherwise). In a
-/// spawn burst each record is written whole while its lines are still on
-/// their way from L3, and the next locked instruction waits for those
-/// stores: spawning 100,000 tasklets then waits for one record at a time.
+/// Asks for the lines of a record that will be handed out soon. In a spawn
+/// burst each record is written whole while its lines are still on their
+/// way from L3, and the next locked instruction waits for those stores:
+/// spawning 100,000 tasklets then waits for one record at a time.
 #[inline(always)]
 fn prefetch_for_write(rec: NonNull<Record>) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint and never faults, whatever the address.
-    unsafe {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-        let p = rec.as_ptr() as *const i8;
-        for off in [0, 64, 128, 192, 255] {
-            _mm_prefetch::<_MM_HINT_ET0>(p.add(off));
-        }
+    let p = rec.as_ptr() as *const u8;
+    for off in [0, 64, 128, 192, 255] {
+        crate::sync::prefetch_write(p.wrapping_add(off));
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = rec;
 }
 
 #[cold]

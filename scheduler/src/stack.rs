@@ -97,14 +97,9 @@ impl Stack {
     /// otherwise waits for those writes.
     #[inline]
     fn prefetch_top(&self) {
-        #[cfg(all(target_arch = "x86_64", not(loom)))]
-        // SAFETY: prefetching is a hint and never faults, whatever the address.
-        unsafe {
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-            let top = self.top() as *const i8;
-            for line in 1..=8 {
-                _mm_prefetch::<_MM_HINT_ET0>(top.sub(64 * line));
-            }
+        let top = self.top() as *const u8;
+        for line in 1..=8 {
+            crate::sync::prefetch_write(top.wrapping_sub(64 * line));
         }
     }
 

@@ -326,6 +326,32 @@ pub(crate) enum Weakness {
 #[cfg(loom)]
 pub(crate) use weaken::Weakness;
 
+/// Asks for the cache line holding `p` (a hint: it never faults, whatever
+/// the address, and does nothing off x86-64 or under loom).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
+}
+
+/// [`prefetch`] with intent to write (`prefetchw` where the target has it,
+/// a plain prefetch otherwise).
+#[inline(always)]
+pub(crate) fn prefetch_write(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p as *const i8)
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
+}
+
 /// A value alone on its cache lines: 128 bytes, the unit the adjacent-line
 /// prefetcher moves. Used where one thread stores often and others read (or
 /// store) nearby fields, so that neither invalidates the other's line.

@@ -28,7 +28,7 @@
 //! else to do: if the ring's head is a started tasklet of this worker, no
 //! signal is pending and the timers are not due, it makes that tasklet
 //! current and switches straight to it (`direct_successor`,
-//! `enter_directly`). Worker 0's main does the same instead of calling the
+//! `enter`). Worker 0's main does the same instead of calling the
 //! loop, and is switched to directly when it is the head; while main is
 //! switched out that way no loop runs, so a tasklet that needs the loop
 //! leaves to main, which then runs it (`switch_out_main`). A hop between
@@ -653,7 +653,6 @@ impl WorkerLocal {
                 }
                 _ => {}
             }
-            self.prefetch_next();
             self.resume(head);
         }
     }
@@ -669,31 +668,28 @@ impl WorkerLocal {
     pub(crate) fn prefetch_next(&self) {
         #[cfg(all(target_arch = "x86_64", not(loom)))]
         {
+            use crate::sync::prefetch;
             let ring = self.ring();
-            // SAFETY: prefetching is a hint: it never faults, whatever the
-            // address. `exec` is read only for a hint (a stale value does
-            // no harm) and belongs to this thread.
-            unsafe {
-                use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
-                    let p = &**far as *const Task as *const i8;
-                    // The hot fields are the record's first 120 bytes
-                    // (see `record.rs`): up to three lines.
-                    _mm_prefetch::<_MM_HINT_T0>(p);
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(64));
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(111));
-                }
-                if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE) {
-                    let sp = (*next.exec.get()).sp_hint;
-                    if sp != 0 {
-                        // The saved registers sit just below the hint, the
-                        // frames it returns through just above.
-                        let sp = (sp & !63) as *const i8;
-                        _mm_prefetch::<_MM_HINT_T0>(sp.sub(128));
-                        _mm_prefetch::<_MM_HINT_T0>(sp.sub(64));
-                        _mm_prefetch::<_MM_HINT_T0>(sp);
-                        _mm_prefetch::<_MM_HINT_T0>(sp.add(64));
-                    }
+            if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
+                let p = &**far as *const Task as *const u8;
+                // The hot fields are the record's first 120 bytes (see
+                // `record.rs`): up to three lines.
+                prefetch(p);
+                prefetch(p.wrapping_add(64));
+                prefetch(p.wrapping_add(111));
+            }
+            if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE) {
+                // SAFETY: `exec` belongs to this thread, and is read only
+                // for a hint (a stale value does no harm).
+                let sp = unsafe { (*next.exec.get()).sp_hint };
+                if sp != 0 {
+                    // The saved registers sit just below the hint, the
+                    // frames it returns through just above.
+                    let sp = (sp & !63) as *const u8;
+                    prefetch(sp.wrapping_sub(128));
+                    prefetch(sp.wrapping_sub(64));
+                    prefetch(sp);
+                    prefetch(sp.wrapping_add(64));
                 }
             }
         }
@@ -783,11 +779,7 @@ impl WorkerLocal {
     /// Resumes the tasklet at the head of the ring until it switches out.
     #[inline]
     pub(crate) fn resume(&self, t: &Task) {
-        self.current.set(t);
-        self.ws()
-            .running
-            .store(t as *const Task as *mut Task, Ordering::Relaxed);
-        *self.last_parked() = None;
+        self.enter(t);
         // SAFETY: only the home worker's thread touches `coro`: the loop,
         // and (with our own switch) a tasklet of this worker reading the
         // next one's to switch straight to it; that reading is why the loop
@@ -808,9 +800,10 @@ impl WorkerLocal {
         }
     }
 
-    /// What the loop's `resume` does before it switches to `next`.
+    /// What comes before every switch to `next`, from the loop (`resume`)
+    /// or straight from another tasklet: `next` becomes current.
     #[inline(always)]
-    fn enter_directly(&self, next: &Task) {
+    fn enter(&self, next: &Task) {
         self.prefetch_next();
         self.current.set(next);
         self.ws()
@@ -898,7 +891,7 @@ impl WorkerLocal {
             let s = ex.suspender.clone();
             if let Some(s) = s {
                 if let Some(next) = self.direct_successor(cur) {
-                    self.enter_directly(next);
+                    self.enter(next);
                     if next.is_main {
                         s.switch_to_main();
                         return;
@@ -925,7 +918,7 @@ impl WorkerLocal {
             // SAFETY: `next` is started, homed here and switched out, so
             // its coroutine is set and only read here.
             if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
-                self.enter_directly(next);
+                self.enter(next);
                 let finished = self.loop_ctx.main_switch_to(c);
                 // A tasklet that switched to main directly made it
                 // current; one that left to the scheduler (or ended) did
