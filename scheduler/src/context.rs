@@ -61,13 +61,17 @@ pub(crate) fn running_guard() -> Option<crate::stack::overflow::Running> {
     // SAFETY: `current` points at a live task (see `current_ptr`); `exec`
     // belongs to this thread, and a fault interrupted no writer of it.
     let t = unsafe { &*t };
-    // SAFETY: as above.
-    let ex = unsafe { &*t.exec.get() };
-    (ex.guard.0 != 0).then_some(crate::stack::overflow::Running {
-        guard_lo: ex.guard.0,
-        guard_hi: ex.guard.1,
+    // SAFETY: as above for `coro`, which a fault interrupted no writer of
+    // either (it is set before the tasklet first runs and taken after its
+    // body returned). Main tasklets have none: they run on their thread's
+    // own stack.
+    let coro = unsafe { (*t.coro.get()).as_ref()? };
+    let ((guard_lo, guard_hi), usable) = coro.stack_extent();
+    Some(crate::stack::overflow::Running {
+        guard_lo,
+        guard_hi,
         id: t.id,
-        usable: ex.usable,
+        usable,
     })
 }
 

@@ -88,11 +88,16 @@ mod own {
     /// A started tasklet's execution context. It lives in the tasklet's
     /// record (next to what every switch touches anyway), and its address
     /// must not change once [`Coro::suspender`] was taken.
+    ///
+    /// `sp` comes first: with the task's flags before it, everything a
+    /// switch touches is the record's first line (see `record.rs`).
+    /// `ctx` is never null, so `Option<Coro>` needs no separate tag.
+    #[repr(C)]
     pub(crate) struct Coro {
         /// The saved stack pointer while the tasklet is switched out.
         sp: Cell<usize>,
         /// The worker's loop context (it outlives its tasklets).
-        ctx: *const LoopContext,
+        ctx: NonNull<LoopContext>,
         /// Given back by `into_stack` once the body has returned; leaked
         /// otherwise (see `Drop`).
         stack: std::mem::ManuallyDrop<Stack>,
@@ -178,7 +183,7 @@ mod own {
             // resumed us, or a tasklet it resumed switched to us.
             unsafe {
                 let c = self.0.as_ref();
-                switch(c.sp.as_ptr(), (*c.ctx).scheduler_sp(), SUSPENDED);
+                switch(c.sp.as_ptr(), c.ctx.as_ref().scheduler_sp(), SUSPENDED);
             }
         }
 
@@ -190,8 +195,8 @@ mod own {
             // (the caller checked the loop is not running).
             unsafe {
                 let c = self.0.as_ref();
-                debug_assert!(!(*c.ctx).in_loop.get());
-                switch(c.sp.as_ptr(), (*c.ctx).main_sp.get(), SUSPENDED);
+                debug_assert!(!c.ctx.as_ref().in_loop.get());
+                switch(c.sp.as_ptr(), c.ctx.as_ref().main_sp.get(), SUSPENDED);
             }
         }
 
@@ -242,9 +247,21 @@ mod own {
             }
             Coro {
                 sp: Cell::new(sp),
-                ctx,
+                ctx: NonNull::from(ctx),
                 stack: std::mem::ManuallyDrop::new(stack),
             }
+        }
+
+        /// The stack pointer it saved when it last switched out (a hint
+        /// for prefetching while it runs).
+        #[inline(always)]
+        pub(crate) fn saved_sp(&self) -> usize {
+            self.sp.get()
+        }
+
+        /// Its stack's guard page and usable size (for the overflow report).
+        pub(crate) fn stack_extent(&self) -> ((usize, usize), usize) {
+            (self.stack.guard(), self.stack.usable())
         }
 
         /// The running tasklet's way out; valid while `self` stays put.
@@ -314,6 +331,9 @@ mod imp {
     /// A started tasklet's execution context.
     pub(crate) struct Coro {
         co: Coroutine<(), (), (), Stack>,
+        /// Its stack's guard page and usable size (corosensei keeps the
+        /// stack out of reach while the coroutine lives).
+        extent: ((usize, usize), usize),
     }
 
     /// What a running tasklet uses to switch back to its worker's loop.
@@ -339,21 +359,22 @@ mod imp {
             _ctx: &LoopContext,
             body: impl FnOnce(Option<Suspender>) + 'static,
         ) -> Coro {
+            let extent = (stack.guard(), stack.usable());
             let co = Coroutine::with_stack(stack, move |y: &Yielder<(), ()>, ()| {
                 body(Some(Suspender(std::ptr::NonNull::from(y))))
             });
-            Coro { co }
+            Coro { co, extent }
+        }
+
+        /// Its stack's guard page and usable size (for the overflow report).
+        pub(crate) fn stack_extent(&self) -> ((usize, usize), usize) {
+            self.extent
         }
 
         /// Runs the tasklet until it suspends (false) or finishes (true).
         #[inline(always)]
         pub(crate) fn resume(&mut self, _ctx: &LoopContext) -> bool {
             matches!(self.co.resume(()), CoroutineResult::Return(()))
-        }
-
-        /// None: the body gets its Suspender when it starts.
-        pub(crate) fn suspender(&self) -> Option<Suspender> {
-            None
         }
 
         /// Takes the stack back from a finished coroutine.
@@ -443,10 +464,6 @@ mod imp {
 
         pub(crate) fn resume(&mut self, _ctx: &LoopContext) -> bool {
             self.baton.pass(Turn::Tasklet, &[Turn::Worker, Turn::Done]) == Turn::Done
-        }
-
-        pub(crate) fn suspender(&self) -> Option<Suspender> {
-            None
         }
 
         pub(crate) fn into_stack(mut self) -> Stack {

@@ -2,9 +2,10 @@
 //! pool the records' memory comes from.
 //!
 //! `Arc<Task>` would do, and is what the loom build uses. Outside loom the
-//! handle is our own for one reason: where the memory goes. A record is
-//! ~280 bytes, too big for glibc's fast bins, so freeing a burst of them
-//! coalesces the heap top and hands it back to the kernel; the next burst
+//! handle is our own for two reasons: where the memory goes, and where the
+//! record sits (see [`Record`]). A record's block is 256 bytes, too big for
+//! glibc's fast bins, so freeing a burst of them coalesces the heap top and
+//! hands it back to the kernel; the next burst
 //! page-faults the same memory in again (a fault per 4 KiB: about a quarter
 //! of the time of spawning and joining 100,000 trivial tasklets). The pool
 //! keeps freed records instead and gives them out again, most recently
@@ -35,6 +36,7 @@
 use crate::task::Task;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::RefCell;
+use std::mem::size_of;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -46,17 +48,18 @@ const FRESH_BATCH: usize = 32;
 /// Free records the process-wide list keeps.
 pub(crate) const GLOBAL_KEEP: usize = 1 << 17;
 
-/// The allocation behind a [`TaskRef`]. The count and the task's hot
-/// fields (its park word, `home`, `Exec`'s flags and switch state, the
-/// coroutine) are its first 120 bytes, and what a nice round writes its
-/// first 40: two or three cache lines per switch and one or two per round,
-/// depending on where the allocator puts the record.
+/// The allocation behind a [`TaskRef`]: three cache lines, aligned. The
+/// count and what a switch or a nice round touches (the park word, `home`,
+/// the flags, the coroutine's saved stack pointer) are the first line, so
+/// resuming one of thousands of tasklets misses one line of its record.
 ///
-/// Not aligned to a cache line on purpose: 256-byte records at a 256-byte
-/// stride crowd a quarter of the cache's sets. Measured against this
-/// layout: aligned records made `spawn` ~12% slower at 1 worker and cost
-/// 0.1 KiB more per blocked tasklet, for ~8% less time per nice tasklet.
-#[repr(C)]
+/// The alignment is not asked of the allocator: glibc's `memalign` leaves
+/// 384 bytes between 192-byte records (and `spawn` got ~10% slower with
+/// it). `fresh` asks for [`BLOCK`] at the usual alignment and puts the
+/// record at the first line boundary past the block's first word, where
+/// it keeps the block's address: 272 bytes a record, as before records
+/// were aligned.
+#[repr(C, align(64))]
 struct Record {
     refs: AtomicUsize,
     task: Task,
@@ -249,9 +252,13 @@ unsafe impl Send for FreeRecord {}
 
 impl FreeRecord {
     fn dealloc(self) {
-        // SAFETY: the memory came from `alloc` with this layout in `fresh`
-        // and holds no live value.
-        unsafe { dealloc(self.0.as_ptr() as *mut u8, Layout::new::<Record>()) };
+        // SAFETY: the record came from `fresh`, which kept its block's
+        // address in the word before it; the block was allocated with
+        // `BLOCK` and holds no live value.
+        unsafe {
+            let block = (self.0.as_ptr() as *const *mut u8).sub(1).read();
+            dealloc(block, BLOCK);
+        }
     }
 }
 
@@ -317,7 +324,7 @@ fn take_free() -> Option<NonNull<Record>> {
 #[inline(always)]
 fn prefetch_for_write(rec: NonNull<Record>) {
     let p = rec.as_ptr() as *const u8;
-    for off in [0, 64, 128, 192, 255] {
+    for off in (0..size_of::<Record>()).step_by(64) {
         crate::sync::prefetch_write(p.wrapping_add(off));
     }
 }
@@ -338,12 +345,32 @@ fn refill(local: &mut Vec<FreeRecord>) -> Option<NonNull<Record>> {
     local.pop().map(|r| r.0)
 }
 
+/// What `fresh` asks the allocator for: a record and the room to align it
+/// and to keep the block's address just before it.
+const BLOCK: Layout = match Layout::from_size_align(size_of::<Record>() + 64, 16) {
+    Ok(l) => l,
+    Err(_) => panic!("a record's block is a valid layout"),
+};
+
 #[cold]
 fn fresh() -> NonNull<Record> {
-    let layout = Layout::new::<Record>();
-    // SAFETY: `Record` is not zero-sized.
-    let p = unsafe { alloc(layout) } as *mut Record;
-    NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
+    // SAFETY: `BLOCK` is not zero-sized.
+    let block = unsafe { alloc(BLOCK) };
+    if block.is_null() {
+        handle_alloc_error(BLOCK);
+    }
+    // The first line boundary at least a word in: at most 64 bytes in, so
+    // the record ends within the block.
+    let off = (block as usize + 8).next_multiple_of(64) - block as usize;
+    debug_assert!((8..=64).contains(&off));
+    // SAFETY: `off - 8 .. off + size_of::<Record>()` lies within the
+    // block, and the word before the record is ours alone (no `Record`
+    // covers it): it keeps the block's address for `dealloc`.
+    unsafe {
+        let rec = block.add(off);
+        (rec as *mut *mut u8).sub(1).write(block);
+        NonNull::new_unchecked(rec as *mut Record)
+    }
 }
 
 #[inline]
@@ -415,19 +442,25 @@ mod layout_tests {
     use std::mem::{offset_of, size_of};
 
     /// What a nice round writes (the park word, `queued`, the flags in
-    /// `Exec`) and the switch state are the record's first 64 bytes; with
-    /// the coroutine, everything a switch touches is within its first 128.
+    /// `Exec`) and what a switch reads (those, `home`, `life`, and the
+    /// coroutine's saved stack pointer) are the record's first line.
     #[test]
     fn hot_fields_come_first() {
         let task = offset_of!(Record, task);
-        let exec = task + offset_of!(Task, exec);
-        let switch_state_end = exec + offset_of!(Exec, sp_hint) + size_of::<usize>();
-        assert!(
-            switch_state_end <= 64,
-            "switch state ends at byte {switch_state_end}"
+        let exec_end = offset_of!(Task, exec) + size_of::<Exec>();
+        assert!(exec_end <= offset_of!(Task, coro));
+        // `Coro` is `repr(C)` with its saved stack pointer first, and
+        // `Option<Coro>` has no separate tag.
+        assert_eq!(
+            size_of::<Option<crate::coroutine::Coro>>(),
+            size_of::<crate::coroutine::Coro>()
         );
-        let coro_end = task + offset_of!(Task, coro) + size_of::<Option<crate::coroutine::Coro>>();
-        assert!(coro_end <= 128, "the coroutine ends at byte {coro_end}");
-        assert_eq!(size_of::<Record>(), 256);
+        let sp_end = task + offset_of!(Task, coro) + size_of::<usize>();
+        assert!(
+            sp_end <= 64,
+            "the saved stack pointer ends at byte {sp_end}"
+        );
+        assert_eq!(size_of::<Record>(), 192);
+        assert_eq!(std::mem::align_of::<Record>(), 64);
     }
 }

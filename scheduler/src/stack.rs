@@ -129,6 +129,7 @@ impl Stack {
     }
 
     /// The guard page's address range.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.base, self.base + page_size())
     }

@@ -35,7 +35,9 @@
 //! `paused = alive && !scheduled`.
 
 use crate::body::Body;
-use crate::coroutine::{Coro, Suspender};
+use crate::coroutine::Coro;
+#[cfg(not(own_switch))]
+use crate::coroutine::Suspender;
 use crate::scheduler::Shared;
 use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 use std::any::Any;
@@ -125,10 +127,11 @@ pub(crate) enum Outcome {
     Running,
     Finished,
     Killed,
-    /// The payload (taken by the first joiner) and its message.
-    Panicked(Option<Box<dyn Any + Send>>, String),
+    /// The payload (taken by the first joiner) and its message, boxed:
+    /// a record is three cache lines (see `record.rs`).
+    Panicked(Box<(Option<Box<dyn Any + Send>>, String)>),
     /// It could never start (no stack could be mapped).
-    NoStack(String),
+    NoStack(Box<str>),
 }
 
 pub(crate) struct JoinState {
@@ -146,37 +149,35 @@ pub(crate) struct Task {
     pub(crate) queued: AtomicBool,
     pub(crate) kill: AtomicBool,
     pub(crate) is_main: bool,
-    /// Home-worker-only execution state. Its flags and switch state share
-    /// the record's first cache line with the fields above, so a nice round
-    /// (which touches only those) reads one line per tasklet.
+    /// Home-worker-only execution state (its flags).
     pub(crate) exec: UnsafeCell<Exec>,
-    /// The coroutine, touched only by the home worker's loop (never by the
-    /// tasklet's own code, so it is apart from `exec`). With the fields
-    /// above it ends within the record's second cache line.
+    /// The coroutine (home worker only): its saved stack pointer comes
+    /// right after `exec`, so what a switch or a nice round touches is the
+    /// record's first cache line (see `record.rs`).
     pub(crate) coro: UnsafeCell<Option<Coro>>,
     // Cold.
     pub(crate) id: u64,
     /// The scheduler, once set up (a strong count is held; released on drop).
-    shared: AtomicPtr<Shared>,
+    pub(crate) shared: AtomicPtr<Shared>,
     /// The body until it starts (or dies unstarted). Taken exactly once, by
     /// whoever owns the fresh tasklet: its worker after the `home` CAS (to
     /// drop it), the tasklet itself on its first resume by that worker, or
     /// the thread whose `setup` CAS made it fresh during shutdown.
-    body: crate::sync::UnsafeCell<Option<Body>>,
+    pub(crate) body: crate::sync::UnsafeCell<Option<Body>>,
     /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
     /// otherwise (details in `join`). Lets `join` and a joiner-less finish
     /// skip the lock.
-    done: AtomicU8,
+    pub(crate) done: AtomicU8,
     /// Set by a joiner before it looks at `done` (the other half of the
     /// handshake with `set_outcome`).
     joiners: AtomicBool,
     pub(crate) join: Mutex<JoinState>,
 }
 
-/// State only the home worker thread touches once the tasklet has started.
-/// Ordered by use: the flags a nice round writes and what every switch
-/// touches first, the stack's extent (read only for an overflow report)
-/// last.
+/// State only the home worker thread touches once the tasklet has started:
+/// the flags a nice round writes, and (outside our own switch) the way out.
+/// Eight bytes with our own switch, so that it, the fields before it and
+/// the coroutine's saved stack pointer after it share a cache line.
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct Exec {
@@ -190,14 +191,11 @@ pub(crate) struct Exec {
     pub(crate) timed: bool,
     /// Index in the home worker's registry of started tasklets.
     pub(crate) slot: u32,
+    /// What the running tasklet switches out with: handed to its body by
+    /// corosensei and loom. With our own switch it is the coroutine itself
+    /// (see `WorkerLocal::suspender`).
+    #[cfg(not(own_switch))]
     pub(crate) suspender: Option<Suspender>,
-    /// Roughly where its stack pointer was when it last switched out: the
-    /// loop prefetches around it before resuming it (with thousands of
-    /// tasklets their stacks do not fit in cache).
-    pub(crate) sp_hint: usize,
-    /// Guard page and size of its stack (for the overflow report).
-    pub(crate) guard: (usize, usize),
-    pub(crate) usable: usize,
 }
 
 // SAFETY: `exec` is only accessed by the tasklet's home worker thread (the

@@ -290,12 +290,13 @@ impl Tasklet {
             }
             match &mut j.outcome {
                 Outcome::Finished | Outcome::Killed => return Ok(()),
-                Outcome::Panicked(payload, msg) => {
+                Outcome::Panicked(p) => {
+                    let (payload, msg) = &mut **p;
                     return Err(TaskletError::Panicked(
                         payload.take().unwrap_or_else(|| Box::new(msg.clone())),
-                    ))
+                    ));
                 }
-                Outcome::NoStack(m) => return Err(TaskletError::NoStack(m.clone())),
+                Outcome::NoStack(m) => return Err(TaskletError::NoStack(m.to_string())),
                 Outcome::Running => {}
             }
             let u = crate::park::prepare_park();

@@ -37,7 +37,7 @@
 //!
 //! When the ring is empty the worker goes idle (see `idle/README.md`).
 
-use crate::coroutine::{Coro, LoopContext, DIRECT_SWITCH};
+use crate::coroutine::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
 use crate::error::TaskletError;
 use crate::park::{Placement, Target, Unparker, Wake};
 use crate::scheduler::{signal, Shared, WorkerShared};
@@ -128,26 +128,6 @@ pub(crate) struct WorkerLocal {
     /// leaves it here and `finish` gives it up with the registry's, in one
     /// count update.
     pub(crate) ended: Cell<Option<TaskRef>>,
-}
-
-/// The current stack pointer (a hint for prefetching; any nearby address
-/// would do).
-#[inline(always)]
-fn stack_pointer() -> usize {
-    #[cfg(all(target_arch = "x86_64", not(loom)))]
-    {
-        let sp: usize;
-        // SAFETY: reads the stack pointer register; no memory is touched.
-        unsafe {
-            std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-        };
-        sp
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
-    {
-        let here = 0u8;
-        std::hint::black_box(&here) as *const u8 as usize
-    }
 }
 
 #[cfg(not(loom))]
@@ -660,10 +640,10 @@ impl WorkerLocal {
     /// Brings the next tasklets' records and the top of their saved stacks
     /// towards the cache while the current one runs.
     ///
-    /// A two-stage pipeline: the record two places ahead is prefetched, and
-    /// the stack top of the one right behind the current is prefetched from
-    /// the `sp_hint` in its record (prefetched one resume earlier), so the
-    /// hint's own load does not stall on a miss.
+    /// A two-stage pipeline: the record a few places ahead is prefetched,
+    /// and the stack top of one nearer is prefetched from the stack pointer
+    /// saved in its record (prefetched a few resumes earlier), so that
+    /// load does not stall on a miss.
     #[inline(always)]
     pub(crate) fn prefetch_next(&self) {
         #[cfg(all(target_arch = "x86_64", not(loom)))]
@@ -672,24 +652,24 @@ impl WorkerLocal {
             let ring = self.ring();
             if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
                 let p = &**far as *const Task as *const u8;
-                // The hot fields are the record's first 120 bytes (see
-                // `record.rs`): up to three lines.
+                // What a switch touches is the task's first 48 bytes, in
+                // its record's first line (see `record.rs`).
                 prefetch(p);
-                prefetch(p.wrapping_add(64));
-                prefetch(p.wrapping_add(111));
             }
+            #[cfg(own_switch)]
             if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE) {
-                // SAFETY: `exec` belongs to this thread, and is read only
+                // SAFETY: `coro` belongs to this thread, and is read only
                 // for a hint (a stale value does no harm).
-                let sp = unsafe { (*next.exec.get()).sp_hint };
+                let sp = unsafe { (*next.coro.get()).as_ref().map_or(0, Coro::saved_sp) };
                 if sp != 0 {
-                    // The saved registers sit just below the hint, the
-                    // frames it returns through just above.
+                    // The saved registers sit at `sp`, the frames it
+                    // returns through just above, and the calls it makes
+                    // next just below.
                     let sp = (sp & !63) as *const u8;
-                    prefetch(sp.wrapping_sub(128));
                     prefetch(sp.wrapping_sub(64));
                     prefetch(sp);
                     prefetch(sp.wrapping_add(64));
+                    prefetch(sp.wrapping_add(128));
                 }
             }
         }
@@ -715,14 +695,12 @@ impl WorkerLocal {
                 if !self.announced_stack_error.replace(true) {
                     eprintln!("{e}");
                 }
-                self.die_unstarted(&task_ref(t), Outcome::NoStack(e.to_string()));
+                self.die_unstarted(&task_ref(t), Outcome::NoStack(e.to_string().into()));
                 return false;
             }
         };
         // SAFETY: `t` is pinned to this worker and not started: its exec is ours.
         let ex = unsafe { t.exec() };
-        ex.guard = stack.guard();
-        ex.usable = stack.usable();
         let task_ptr = t as *const Task as usize;
         let worker_ptr = self as *const WorkerLocal as usize;
         let coro = Coro::new(stack, &self.loop_ctx, move |susp| {
@@ -733,9 +711,7 @@ impl WorkerLocal {
             *t.coro.get() = Some(coro);
             (*t.coro.get()).as_ref()
         };
-        // With our own switch the tasklet's way out is its coroutine, now
-        // in its final place in the record.
-        ex.suspender = coro.and_then(Coro::suspender);
+        debug_assert!(coro.is_some());
         let reg = self.registry();
         // Every started tasklet holds a stack mapping, so the registry
         // stays far below `u32::MAX` entries (`vm.max_map_count` is an i32).
@@ -854,7 +830,10 @@ impl WorkerLocal {
         }
         // SAFETY: `t` is homed here.
         let ex = unsafe { t.exec() };
-        ex.suspender = None;
+        #[cfg(not(own_switch))]
+        {
+            ex.suspender = None;
+        }
         *self.last_parked() = None;
         let ended = self.ended.take();
         let reg = self.registry();
@@ -883,13 +862,7 @@ impl WorkerLocal {
         if cur.is_main {
             self.switch_out_main(cur);
         } else {
-            // SAFETY: the running tasklet is homed here; its suspender was set
-            // when it started and is only used from its own stack (here).
-            let ex = unsafe { cur.exec() };
-            ex.sp_hint = stack_pointer();
-            #[allow(clippy::clone_on_copy)] // `Suspender` is `Copy` only outside loom
-            let s = ex.suspender.clone();
-            if let Some(s) = s {
+            if let Some(s) = Self::suspender(cur) {
                 if let Some(next) = self.direct_successor(cur) {
                     self.enter(next);
                     if next.is_main {
@@ -904,6 +877,30 @@ impl WorkerLocal {
                     }
                 }
                 s.suspend();
+            }
+        }
+    }
+
+    /// The running tasklet's way out: its coroutine with our own switch,
+    /// the suspender its body was given otherwise. `cur` is the running
+    /// tasklet, not a main one, and this runs on its stack.
+    #[inline(always)]
+    fn suspender(cur: &Task) -> Option<Suspender> {
+        #[cfg(own_switch)]
+        {
+            // SAFETY: `coro` is home-worker-only and we are on the home
+            // worker, running on that very coroutine, which `start` put in
+            // its final place before resuming it; only `finish` takes it,
+            // after its body returned.
+            unsafe { (*cur.coro.get()).as_ref().and_then(Coro::suspender) }
+        }
+        #[cfg(not(own_switch))]
+        {
+            // SAFETY: as above for `exec`, which the body's first frame
+            // filled in (see `tasklet_main`).
+            #[allow(clippy::clone_on_copy)] // `Suspender` is `Copy` only outside loom
+            unsafe {
+                cur.exec().suspender.clone()
             }
         }
     }
@@ -1353,10 +1350,13 @@ fn tasklet_main(worker_ptr: usize, task_ptr: usize, susp: Option<crate::coroutin
     };
     #[cfg(loom)]
     install(w);
+    #[cfg(not(own_switch))]
     if let Some(susp) = susp {
         // SAFETY: running on the tasklet's own stack, on its home worker.
         unsafe { t.exec().suspender = Some(susp) };
     }
+    #[cfg(own_switch)]
+    debug_assert!(susp.is_none(), "our own switch hands no suspender");
     // Taken here rather than moved into the coroutine's closure: the
     // closure is then two words, and starting a tasklet copies no body
     // through the worker's stack. Its worker checked it is there.
@@ -1381,7 +1381,7 @@ fn tasklet_end(w: &WorkerLocal, t: &Task, panic: Option<Box<dyn std::any::Any + 
         Some(p) if p.is::<TaskletExit>() => Outcome::Killed,
         Some(p) => {
             let msg = panic_message(&p);
-            Outcome::Panicked(Some(p), msg)
+            Outcome::Panicked(Box::new((Some(p), msg)))
         }
     };
     // The ring's handle waits for `finish`, which gives it up together with
