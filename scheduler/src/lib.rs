@@ -27,6 +27,7 @@ mod nice;
 pub mod park;
 #[cfg(not(loom))]
 mod record;
+mod run_queue;
 mod scheduler;
 mod shutdown;
 mod stack;

@@ -3,7 +3,7 @@
 //!
 //! # The ring
 //!
-//! Each worker owns a `VecDeque` that only its thread touches: the Stackless
+//! Each worker owns a [`RunQueue`] that only its thread touches: the Stackless
 //! run queue, with the running tasklet at the front (`current` is the head of
 //! the ring). `insert` appends at the back (just before `current` in
 //! Stackless's circular list), `schedule()` rotates by one, switching to a
@@ -40,12 +40,12 @@
 use crate::coroutine::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
 use crate::error::TaskletError;
 use crate::park::{Placement, Target, Unparker, Wake};
+use crate::run_queue::RunQueue;
 use crate::scheduler::{signal, Shared, WorkerShared};
 use crate::sync::{Arc, Ordering};
 use crate::task::{life, phase, Outcome, Reason, Task, TaskRef, TaskletExit, STEALABLE};
 use crate::timer::Timers;
 use std::cell::{Cell, UnsafeCell};
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// How often (in resumes) the loop looks at its timers while busy.
@@ -104,7 +104,7 @@ pub(crate) struct WorkerLocal {
     pub(crate) shared: Arc<Shared>,
     /// `&shared.workers[index]`, cached (the loop reads it every iteration).
     pub(crate) ws: *const WorkerShared,
-    pub(crate) ring: UnsafeCell<VecDeque<TaskRef>>,
+    pub(crate) ring: UnsafeCell<RunQueue>,
     pub(crate) current: Cell<*const Task>,
     pub(crate) main: Option<TaskRef>,
     pub(crate) watchdogs: UnsafeCell<Vec<TaskRef>>,
@@ -310,7 +310,7 @@ pub(crate) enum Flow {
 
 impl WorkerLocal {
     pub(crate) fn new(index: usize, shared: Arc<Shared>, main: Option<TaskRef>) -> WorkerLocal {
-        let mut ring = VecDeque::with_capacity(64);
+        let mut ring = RunQueue::with_capacity(64);
         if let Some(m) = &main {
             ring.push_back(m.clone());
             // SAFETY: the main task is only reachable by this thread so far.
@@ -347,7 +347,7 @@ impl WorkerLocal {
 
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
-    pub(crate) fn ring(&self) -> &mut VecDeque<TaskRef> {
+    pub(crate) fn ring(&self) -> &mut RunQueue {
         // SAFETY: only this worker's thread reaches `self` (thread-local
         // pointer), and callers never hold the reference across a switch.
         unsafe { &mut *self.ring.get() }
@@ -444,7 +444,7 @@ impl WorkerLocal {
             return false;
         }
         let ring = self.ring();
-        if let Some(pos) = ring.iter().position(|x| std::ptr::eq(&**x, t)) {
+        if let Some(pos) = ring.position(|x| std::ptr::eq(&**x, t)) {
             ring.remove(pos);
         }
         ex.in_ring = false;
@@ -460,7 +460,7 @@ impl WorkerLocal {
         let ex = unsafe { t.exec() };
         let ring = self.ring();
         if ex.in_ring {
-            if let Some(pos) = ring.iter().position(|x| TaskRef::ptr_eq(x, t)) {
+            if let Some(pos) = ring.position(|x| TaskRef::ptr_eq(x, t)) {
                 ring.rotate_left(pos);
                 return;
             }
@@ -506,7 +506,7 @@ impl WorkerLocal {
         let t = if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
             ring.pop_front()
         } else {
-            let pos = ring.iter().position(|x| std::ptr::eq(&**x, cur))?;
+            let pos = ring.position(|x| std::ptr::eq(&**x, cur))?;
             ring.remove(pos)
         };
         ex.in_ring = false;
