@@ -351,6 +351,15 @@ impl WorkerLocal {
                     return true;
                 }
             }
+            if round + 1 < SEARCH_ROUNDS && idle.busy.load(Ordering::Relaxed) <= 1 {
+                // Every other worker sleeps with nothing to do: no tasklet
+                // of theirs can hand us work, and spinning would only delay
+                // the quiescence that our own sleep may complete (a frame
+                // loop's `run()` returns then). A plain thread's wake still
+                // reaches us through the sleep handshake. (Never under
+                // loom: one round there, so nothing to cut short.)
+                break;
+            }
             if round < SEARCH_ROUNDS / 2 {
                 // Pause between steal attempts, but notice our own signal
                 // word (a hand-off to this worker) within a few pauses.
@@ -373,12 +382,17 @@ impl WorkerLocal {
         // The same time as the searchers' spinning rounds, but looking
         // every few pauses: the load hits our own cache line until the
         // waker writes it.
-        for _ in 0..SEARCH_ROUNDS / 2 * 16 {
+        for i in 0..SEARCH_ROUNDS / 2 * 16 {
             if self.pause_watching_signal(1) {
                 self.handle_signals();
                 if !self.ring().is_empty() {
                     return true;
                 }
+            }
+            // The searchers went to sleep meanwhile: as in `search`, our
+            // own sleep may be the one that completes quiescence.
+            if i % 16 == 15 && self.shared.idle.busy.load(Ordering::Relaxed) <= 1 {
+                break;
             }
         }
         false
