@@ -54,18 +54,13 @@ impl WorkerLocal {
         unsafe { cur.exec().nice = true };
         struct Leave<'a>(&'a WorkerLocal, &'a Task);
         impl Drop for Leave<'_> {
+            #[inline(always)]
             fn drop(&mut self) {
                 // SAFETY: the tasklet is homed here and running again.
-                let ex = unsafe { self.1.exec() };
-                if ex.nice {
+                if unsafe { self.1.exec() }.nice {
                     // Woken by something other than a round (a kill, a
                     // deadlock answer): leave the list now.
-                    ex.nice = false;
-                    let list = self.0.nice_list();
-                    if let Some(pos) = list.iter().rposition(|e| std::ptr::eq(&*e.task, self.1)) {
-                        list.remove(pos);
-                    }
-                    self.0.ws().nice_len.store(list.len(), Ordering::Relaxed);
+                    self.0.leave_nice_list(self.1);
                 }
             }
         }
@@ -80,6 +75,20 @@ impl WorkerLocal {
             Ordering::Release,
         );
         self.check_kill();
+    }
+
+    /// Takes `t` (running, homed here) off the nice list, where it still
+    /// is when something other than a round woke it.
+    #[cold]
+    #[inline(never)]
+    fn leave_nice_list(&self, t: &Task) {
+        // SAFETY: `t` is homed here.
+        unsafe { t.exec() }.nice = false;
+        let list = self.nice_list();
+        if let Some(pos) = list.iter().rposition(|e| std::ptr::eq(&*e.task, t)) {
+            list.remove(pos);
+        }
+        self.ws().nice_len.store(list.len(), Ordering::Relaxed);
     }
 
     /// Ends the current round: wakes every tasklet that became nice before.
