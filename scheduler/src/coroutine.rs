@@ -10,7 +10,7 @@
 //! next tasklet is already started and nothing else needs the loop).
 //!
 //! Valgrind's memcheck guesses stack switches from how far the stack
-//! pointer moves (2 MB by default); tasklet stacks sit ~68 KiB apart, so a
+//! pointer moves (2 MB by default); tasklet stacks sit ~72 KiB apart, so a
 //! direct switch looks like one stack growing or shrinking. Run it with
 //! `--max-stackframe=16384` (reports are clean then).
 //!
