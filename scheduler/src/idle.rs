@@ -329,6 +329,8 @@ impl WorkerLocal {
     }
 
     /// Looks for fresh tasklets to steal, spinning a little. True if found.
+    // Under loom `SEARCH_ROUNDS` is 1, so the pausing rounds are none.
+    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
     fn search(&self) -> bool {
         let idle = &self.shared.idle;
         let n = self.shared.nworkers;
@@ -378,6 +380,8 @@ impl WorkerLocal {
     /// arrives within microseconds, and catching it here saves a futex
     /// sleep and wake-up on both sides. Touches no shared line but our own
     /// signal word, so it adds no contention. True if work arrived.
+    // Under loom `SEARCH_ROUNDS` is 1, so there is no watching at all.
+    #[cfg_attr(loom, allow(clippy::reversed_empty_ranges))]
     fn watch_inbox(&self) -> bool {
         // The same time as the searchers' spinning rounds, but looking
         // every few pauses: the load hits our own cache line until the

@@ -327,7 +327,7 @@ impl SharedPool {
     }
 
     /// How many stacks are pooled, warm and cold (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn counts(&self) -> (usize, usize) {
         let p = self.lock();
         (p.warm.len(), p.cold.len())
