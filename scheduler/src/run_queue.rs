@@ -52,13 +52,21 @@ impl RunQueue {
         self.slots.len()
     }
 
-    /// The slot `i` places after the head (wrapping).
+    /// The slot `i` places after the head (wrapping), to read.
     #[inline(always)]
-    fn slot(&self, i: usize) -> *mut TaskRef {
+    fn slot(&self, i: usize) -> *const TaskRef {
         let at = self.head.wrapping_add(i) & self.mask;
         // SAFETY: `mask` is `slots.len() - 1` with a power-of-two length,
         // so `at` is in bounds.
-        unsafe { self.slots.as_ptr().add(at) as *mut TaskRef }
+        unsafe { self.slots.as_ptr().add(at) as *const TaskRef }
+    }
+
+    /// The slot `i` places after the head (wrapping), to write.
+    #[inline(always)]
+    fn slot_mut(&mut self, i: usize) -> *mut TaskRef {
+        let at = self.head.wrapping_add(i) & self.mask;
+        // SAFETY: as in `slot`.
+        unsafe { self.slots.as_mut_ptr().add(at) as *mut TaskRef }
     }
 
     /// The head (the running tasklet, while one runs).
@@ -84,7 +92,7 @@ impl RunQueue {
             self.grow(1);
         }
         // SAFETY: the slot just past the last entry is free (there is room).
-        unsafe { self.slot(self.len).write(t) };
+        unsafe { self.slot_mut(self.len).write(t) };
         self.len += 1;
     }
 
@@ -95,7 +103,7 @@ impl RunQueue {
         }
         self.head = self.head.wrapping_sub(1) & self.mask;
         // SAFETY: the slot just before the old head is free (there is room).
-        unsafe { self.slot(0).write(t) };
+        unsafe { self.slot_mut(0).write(t) };
         self.len += 1;
     }
 
@@ -124,7 +132,8 @@ impl RunQueue {
         unsafe {
             let t = self.slot(i).read();
             for j in (0..i).rev() {
-                self.slot(j + 1).write(self.slot(j).read());
+                let moved = self.slot(j).read();
+                self.slot_mut(j + 1).write(moved);
             }
             self.head = (self.head + 1) & self.mask;
             self.len -= 1;
