@@ -335,7 +335,11 @@ impl WorkerLocal {
         let idle = &self.shared.idle;
         let n = self.shared.nworkers;
         if !self.searching.get() {
-            if 2 * idle.searching.load(Ordering::SeqCst) >= n {
+            let searching = idle.searching.load(Ordering::SeqCst);
+            if 2 * searching >= n {
+                if self.others_wait_for_quiescence(searching) {
+                    return false;
+                }
                 return self.watch_inbox();
             }
             idle.searching.fetch_add(1, Ordering::SeqCst);
@@ -372,6 +376,33 @@ impl WorkerLocal {
         }
         self.stop_searching(false);
         false
+    }
+
+    /// Whether our sleep is what a `run()` elsewhere waits for: every other
+    /// awake worker is searching (it ran dry), one of them hosts a `run()`
+    /// caller, and none has a signal pending (a hand-off on its way). Then
+    /// watching for work would only delay the quiescence that lets that
+    /// `run()` return (a frame loop on several workers waited out our watch
+    /// and then a futex wake-up each frame). Only a hint: the sleep
+    /// handshake catches whatever comes after all. Without a waiting
+    /// `run()` we watch as before: a searcher may be a moment from picking
+    /// up a hand-off that makes it answer us (cross-worker ping-pong).
+    fn others_wait_for_quiescence(&self, searching: usize) -> bool {
+        let sh = &self.shared;
+        if sh.idle.busy.load(Ordering::Relaxed) > searching + 1 {
+            return false;
+        }
+        let mut watchdog = false;
+        for (i, w) in sh.workers.iter().enumerate() {
+            if i == self.index {
+                continue;
+            }
+            if w.signal.load(Ordering::Relaxed) != 0 {
+                return false;
+            }
+            watchdog |= w.watchdogs.load(Ordering::Relaxed) > 0;
+        }
+        watchdog
     }
 
     /// Enough workers are searching already: instead of stealing, watch
