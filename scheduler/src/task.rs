@@ -158,16 +158,16 @@ pub(crate) struct Task {
     // Cold.
     pub(crate) id: u64,
     /// The scheduler, once set up (a strong count is held; released on drop).
-    pub(crate) shared: AtomicPtr<Shared>,
+    shared: AtomicPtr<Shared>,
     /// The body until it starts (or dies unstarted). Taken exactly once, by
     /// whoever owns the fresh tasklet: its worker after the `home` CAS (to
     /// drop it), the tasklet itself on its first resume by that worker, or
     /// the thread whose `setup` CAS made it fresh during shutdown.
-    pub(crate) body: crate::sync::UnsafeCell<Option<Body>>,
+    body: crate::sync::UnsafeCell<Option<Body>>,
     /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
     /// otherwise (details in `join`). Lets `join` and a joiner-less finish
     /// skip the lock.
-    pub(crate) done: AtomicU8,
+    done: AtomicU8,
     /// Set by a joiner before it looks at `done` (the other half of the
     /// handshake with `set_outcome`).
     joiners: AtomicBool,
