@@ -357,13 +357,8 @@ impl WorkerLocal {
                     return true;
                 }
             }
-            if round + 1 < SEARCH_ROUNDS && idle.busy.load(Ordering::Relaxed) <= 1 {
-                // Every other worker sleeps with nothing to do: no tasklet
-                // of theirs can hand us work, and spinning would only delay
-                // the quiescence that our own sleep may complete (a frame
-                // loop's `run()` returns then). A plain thread's wake still
-                // reaches us through the sleep handshake. (Never under
-                // loom: one round there, so nothing to cut short.)
+            // (Never under loom: one round there, nothing to cut short.)
+            if round + 1 < SEARCH_ROUNDS && self.alone_awake() {
                 break;
             }
             if round < SEARCH_ROUNDS / 2 {
@@ -376,6 +371,16 @@ impl WorkerLocal {
         }
         self.stop_searching(false);
         false
+    }
+
+    /// Whether every other worker sleeps with nothing to do (`busy` counts
+    /// only us): no tasklet of theirs can hand us work, and spinning or
+    /// watching would only delay the quiescence our own sleep may complete
+    /// (a frame loop's `run()` returns then). A plain thread's wake still
+    /// reaches us through the sleep handshake.
+    #[inline]
+    fn alone_awake(&self) -> bool {
+        self.shared.idle.busy.load(Ordering::Relaxed) <= 1
     }
 
     /// Whether our sleep is what a `run()` elsewhere waits for: every other
@@ -424,9 +429,7 @@ impl WorkerLocal {
                     return true;
                 }
             }
-            // The searchers went to sleep meanwhile: as in `search`, our
-            // own sleep may be the one that completes quiescence.
-            if i % 16 == 15 && self.shared.idle.busy.load(Ordering::Relaxed) <= 1 {
+            if i % 16 == 15 && self.alone_awake() {
                 break;
             }
         }

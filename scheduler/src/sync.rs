@@ -331,10 +331,7 @@ pub(crate) use weaken::Weakness;
 #[inline(always)]
 pub(crate) fn prefetch(p: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
-    // SAFETY: a prefetch never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
+    prefetch_hint::<{ core::arch::x86_64::_MM_HINT_T0 }>(p);
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = p;
 }
@@ -344,12 +341,16 @@ pub(crate) fn prefetch(p: *const u8) {
 #[inline(always)]
 pub(crate) fn prefetch_write(p: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(loom)))]
-    // SAFETY: a prefetch never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p as *const i8)
-    };
+    prefetch_hint::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p);
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     let _ = p;
+}
+
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+#[inline(always)]
+fn prefetch_hint<const HINT: i32>(p: *const u8) {
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe { core::arch::x86_64::_mm_prefetch::<HINT>(p as *const i8) };
 }
 
 /// A value alone on its cache lines: 128 bytes, the unit the adjacent-line
