@@ -52,29 +52,36 @@ impl WorkerLocal {
         self.ws().nice_len.store(list.len(), Ordering::Relaxed);
         // SAFETY: the running tasklet is homed here.
         unsafe { cur.exec().nice = true };
-        struct Leave<'a>(&'a WorkerLocal, &'a Task);
-        impl Drop for Leave<'_> {
-            #[inline(always)]
-            fn drop(&mut self) {
-                // SAFETY: the tasklet is homed here and running again.
-                if unsafe { self.1.exec() }.nice {
-                    // Woken by something other than a round (a kill, a
-                    // deadlock answer): leave the list now.
-                    self.0.leave_nice_list(self.1);
-                }
-            }
-        }
-        let _leave = Leave(self, cur);
         self.switch_out_raw();
+        Self::nice_resumed();
+    }
+
+    /// The rest of `be_nice`, once resumed. It keeps nothing from before
+    /// the switch: the worker and the tasklet are read afresh (tasklets
+    /// never change thread, so they are the same), which leaves the
+    /// registers that survive a switch to the caller's own values, and
+    /// fewer of them go to its stack frame (which a resume then reloads).
+    #[inline(always)]
+    fn nice_resumed() {
+        let Some(w) = crate::worker::local() else {
+            return;
+        };
+        let cur = w.current_ptr();
+        // SAFETY: the tasklet is homed here and running again.
+        if unsafe { cur.exec() }.nice {
+            // Woken by something other than a round (a kill, a deadlock
+            // answer): leave the list now.
+            w.leave_nice_list(cur);
+        }
         // Whoever woke us (a round, a kill, a deadlock answer) ran on this
         // worker and already marked us queued; no claim of a nice park is
         // ever in flight from another thread, so there is nothing to settle.
-        let w = cur.park.load(Ordering::Relaxed);
+        let p = cur.park.load(Ordering::Relaxed);
         cur.park.store(
-            crate::task::park_word(crate::task::word_seq(w), crate::task::phase::IDLE, 0),
+            crate::task::park_word(crate::task::word_seq(p), crate::task::phase::IDLE, 0),
             Ordering::Release,
         );
-        self.check_kill();
+        w.check_kill();
     }
 
     /// Takes `t` (running, homed here) off the nice list, where it still
