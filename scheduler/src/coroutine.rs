@@ -1,13 +1,15 @@
 //! The stack switch: the one thing loom cannot model.
 //!
 //! On x86-64 Linux a tasklet runs on a pooled guard-paged stack through our
-//! own switch (`own` below): saving a context is pushing the six
-//! callee-saved registers and storing the stack pointer, resuming one is
-//! the reverse. The worker loop keeps its context in a [`LoopContext`];
-//! `resume` switches from the loop onto a tasklet, `Suspender::suspend`
-//! back, and `Suspender::switch_to` from one tasklet straight to another,
-//! which saves the loop's half of every hop (the worker uses it when the
-//! next tasklet is already started and nothing else needs the loop).
+//! own switch (`own` below): an inline-assembly block that stores the
+//! stack pointer, a resume address and `rbx`/`rbp` into the tasklet's
+//! record, loads another context's four and jumps; every other register is
+//! declared clobbered, so the compiler keeps only what is live. The worker
+//! loop keeps its context in a [`LoopContext`]; `resume` switches from the
+//! loop onto a tasklet, `Suspender::suspend` back, and
+//! `Suspender::switch_to` from one tasklet straight to another, which
+//! saves the loop's half of every hop (the worker uses it when the next
+//! tasklet is already started and nothing else needs the loop).
 //!
 //! Valgrind's memcheck guesses stack switches from how far the stack
 //! pointer moves (2 MB by default); tasklet stacks sit ~72 KiB apart, so a
@@ -44,8 +46,11 @@ mod own {
     /// something other than it should run).
     #[derive(Default)]
     pub(crate) struct LoopContext {
-        sp: Cell<usize>,
-        main_sp: Cell<usize>,
+        /// The worker loop's context while a tasklet it resumed runs.
+        loop_regs: Regs,
+        /// Worker 0's main tasklet's, while it has switched to a tasklet
+        /// directly.
+        main_regs: Regs,
         in_loop: Cell<bool>,
     }
 
@@ -63,11 +68,11 @@ mod own {
         }
 
         #[inline(always)]
-        fn scheduler_sp(&self) -> usize {
+        fn scheduler_regs(&self) -> &Regs {
             if self.in_loop.get() {
-                self.sp.get()
+                &self.loop_regs
             } else {
-                self.main_sp.get()
+                &self.main_regs
             }
         }
 
@@ -78,78 +83,117 @@ mod own {
         #[inline(always)]
         pub(crate) fn main_switch_to(&self, next: &Coro) -> bool {
             debug_assert!(!self.in_loop.get());
-            // SAFETY: `next` is switched out, so `sp` holds the stack
-            // pointer it saved; main's context is saved in `main_sp`, where
+            // SAFETY: `next` is switched out, so `regs` hold the context
+            // it saved; main's context is saved in `main_regs`, where
             // tasklets switch back to while the loop is not running.
-            unsafe { switch(self.main_sp.as_ptr(), next.sp.get(), SUSPENDED) == FINISHED }
+            unsafe { switch(&self.main_regs, &next.regs, SUSPENDED) == FINISHED }
         }
+    }
+
+    /// A switched-out context: where it resumes, on which stack, and the
+    /// two callee-saved registers that inline assembly cannot declare
+    /// clobbered. The other four (`r12`–`r15`) are declared clobbered at
+    /// every switch, so the compiler saves only those that hold live
+    /// values, in the switching function's own frame.
+    #[derive(Default)]
+    #[repr(C)]
+    pub(crate) struct Regs {
+        sp: Cell<usize>,
+        pc: Cell<usize>,
+        rbx: Cell<usize>,
+        rbp: Cell<usize>,
     }
 
     /// A started tasklet's execution context. It lives in the tasklet's
     /// record (next to what every switch touches anyway), and its address
     /// must not change once [`Coro::suspender`] was taken.
     ///
-    /// `sp` comes first: with the task's flags before it, everything a
-    /// switch touches is the record's first line (see `record.rs`).
-    /// `ctx` is never null, so `Option<Coro>` needs no separate tag.
+    /// The saved registers come first: with the task's flags before them,
+    /// everything a switch touches in the record is its first line (see
+    /// `record.rs`), and a tasklet whose live values fit in `rbx` and
+    /// `rbp` is resumed without touching its stack at all.
+    /// The stack's base is never null, so `Option<Coro>` needs no separate
+    /// tag.
     #[repr(C)]
     pub(crate) struct Coro {
-        /// The saved stack pointer while the tasklet is switched out.
-        sp: Cell<usize>,
-        /// The worker's loop context (it outlives its tasklets).
-        ctx: NonNull<LoopContext>,
+        /// The saved context while the tasklet is switched out.
+        regs: Regs,
         /// Given back by `into_stack` once the body has returned; leaked
         /// otherwise (see `Drop`).
         stack: std::mem::ManuallyDrop<Stack>,
     }
 
-    /// What a running tasklet uses to switch away: its own coroutine.
+    /// What a running tasklet uses to switch away: its own coroutine and
+    /// its worker's loop context (which outlives its tasklets).
     #[derive(Clone, Copy)]
-    pub(crate) struct Suspender(NonNull<Coro>);
-
-    /// Saves the running context (callee-saved registers, then the stack
-    /// pointer into `*save`), loads the context saved at stack pointer
-    /// `to`, and continues it with `arg` as its `switch`'s result.
-    ///
-    /// The System V ABI leaves every other register to the caller, so a
-    /// call to this function is a complete context switch. MXCSR and the
-    /// x87 control word are not switched: nothing here changes them.
-    ///
-    /// The other context's resume address is popped and jumped to rather
-    /// than returned to: a `ret` is predicted to go back to our own caller,
-    /// which is wrong whenever the two contexts switched from different
-    /// places (main and a tasklet ping-ponging), while the indirect-jump
-    /// predictor learns such alternations (ping-pong ~8% faster than with
-    /// `ret`, `yield` ~3% slower).
-    #[unsafe(naked)]
-    unsafe extern "sysv64" fn switch(save: *mut usize, to: usize, arg: usize) -> usize {
-        core::arch::naked_asm!(
-            "push rbp",
-            "push rbx",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
-            "mov [rdi], rsp",
-            "mov rsp, rsi",
-            "mov rax, rdx",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop rbx",
-            "pop rbp",
-            "pop rcx",
-            "jmp rcx",
-        )
+    pub(crate) struct Suspender {
+        coro: NonNull<Coro>,
+        ctx: NonNull<LoopContext>,
     }
 
-    /// Where a new context's first `switch` returns to: calls
-    /// `r14(r12, r13)` on a 16-byte-aligned stack. The entry never returns
-    /// (`ud2` guards it); `rbp` is 0, which ends frame-pointer walks here.
+    /// Saves the running context into `save`, loads the one in `to` and
+    /// continues it, handing it `arg` (what its own `switch` returns).
+    ///
+    /// Inline assembly rather than a called function: nothing is pushed,
+    /// the resume address is a label in the caller, and only `rbx` and
+    /// `rbp` (which the compiler reserves) are saved by hand. Every other
+    /// register is declared clobbered, as a call would: the System V ABI
+    /// has the caller keep what it needs of the caller-saved ones, and for
+    /// `r12`–`r15` the compiler saves only those holding live values. A
+    /// resume then reads the record's first line and whatever frame slots
+    /// the resumed code reloads, instead of 56 bytes of pushed registers.
+    /// MXCSR and the x87 control word are not switched: nothing here
+    /// changes them.
+    ///
+    /// The other context is continued with an indirect jump, which the
+    /// predictor learns per site (a `ret` would be predicted to return to
+    /// our own caller, wrong whenever the two sides switched from
+    /// different places).
+    ///
+    /// # Safety
+    ///
+    /// `to` holds a context saved by `switch` (or built by `Coro::new`)
+    /// that nothing has resumed since, whose stack is alive; `save` stays
+    /// valid, unmoved and otherwise unused until someone resumes it.
+    #[inline(always)]
+    unsafe fn switch(save: &Regs, to: &Regs, arg: usize) -> usize {
+        let ret: usize;
+        // SAFETY: per the contract above. The stores go to `save` only;
+        // when something resumes it, `rsp`, `rbx` and `rbp` are what they
+        // were here and `rdx` holds its argument, and every other register
+        // is declared clobbered.
+        unsafe {
+            core::arch::asm!(
+                "lea rax, [rip + 2f]",
+                "mov [rdi], rsp",
+                "mov [rdi + 8], rax",
+                "mov [rdi + 16], rbx",
+                "mov [rdi + 24], rbp",
+                "mov rsp, [rsi]",
+                "mov rbx, [rsi + 16]",
+                "mov rbp, [rsi + 24]",
+                "jmp qword ptr [rsi + 8]",
+                "2:",
+                in("rdi") save as *const Regs,
+                in("rsi") to as *const Regs,
+                inout("rdx") arg => ret,
+                out("r12") _,
+                out("r13") _,
+                out("r14") _,
+                out("r15") _,
+                clobber_abi("sysv64"),
+            );
+        }
+        ret
+    }
+
+    /// Where a new context's first `switch` lands: pops the entry's two
+    /// arguments and the entry itself (`Coro::new` put them there), then
+    /// calls it on a 16-byte-aligned stack. The entry never returns (`ud2`
+    /// guards it); `rbp` is 0, which ends frame-pointer walks here.
     #[unsafe(naked)]
     unsafe extern "sysv64" fn trampoline() {
-        core::arch::naked_asm!("mov rdi, r12", "mov rsi, r13", "call r14", "ud2")
+        core::arch::naked_asm!("pop rdi", "pop rsi", "pop rax", "call rax", "ud2")
     }
 
     /// The first frame of every tasklet: runs the body, then leaves for
@@ -166,8 +210,8 @@ mod own {
         // resumed this tasklet (or a tasklet it ran switched to it), so
         // its context is saved there.
         unsafe {
-            let mut dead = 0usize;
-            switch(&mut dead, (*ctx).scheduler_sp(), FINISHED);
+            let dead = Regs::default();
+            switch(&dead, (*ctx).scheduler_regs(), FINISHED);
         }
         // Nothing resumes a context that ended.
         std::process::abort()
@@ -182,8 +226,11 @@ mod own {
             // and lives in its record; the loop's context was saved when it
             // resumed us, or a tasklet it resumed switched to us.
             unsafe {
-                let c = self.0.as_ref();
-                switch(c.sp.as_ptr(), c.ctx.as_ref().scheduler_sp(), SUSPENDED);
+                switch(
+                    &self.coro.as_ref().regs,
+                    self.ctx.as_ref().scheduler_regs(),
+                    SUSPENDED,
+                );
             }
         }
 
@@ -191,12 +238,12 @@ mod own {
         /// directly (the loop is not running); returns when resumed.
         #[inline(always)]
         pub(crate) fn switch_to_main(self) {
-            // SAFETY: as for `suspend`; main's context is saved in `main_sp`
+            // SAFETY: as for `suspend`; main's context is saved in `main_regs`
             // (the caller checked the loop is not running).
             unsafe {
-                let c = self.0.as_ref();
-                debug_assert!(!c.ctx.as_ref().in_loop.get());
-                switch(c.sp.as_ptr(), c.ctx.as_ref().main_sp.get(), SUSPENDED);
+                let ctx = self.ctx.as_ref();
+                debug_assert!(!ctx.in_loop.get());
+                switch(&self.coro.as_ref().regs, &ctx.main_regs, SUSPENDED);
             }
         }
 
@@ -204,9 +251,9 @@ mod own {
         /// this worker); returns when this tasklet is resumed.
         #[inline(always)]
         pub(crate) fn switch_to(self, next: &Coro) {
-            // SAFETY: as for `suspend`; `next` is switched out, so its `sp`
-            // holds the stack pointer it saved.
-            unsafe { switch(self.0.as_ref().sp.as_ptr(), next.sp.get(), SUSPENDED) };
+            // SAFETY: as for `suspend`; `next` is switched out, so its
+            // `regs` hold the context it saved.
+            unsafe { switch(&self.coro.as_ref().regs, &next.regs, SUSPENDED) };
         }
     }
 
@@ -226,28 +273,27 @@ mod own {
             let size = std::mem::size_of::<F>().max(1);
             assert!(std::mem::align_of::<F>() <= 16, "tasklet body over-aligned");
             let at = (top - size) & !15;
-            // The first `switch` into it pops six registers and returns to
-            // the trampoline with the stack 16-byte aligned (at `at`).
-            let frame: [usize; 7] = [
-                0,                                  // r15
-                entry::<F> as *const () as usize,   // r14: the entry
-                ctx as *const LoopContext as usize, // r13: its second argument
-                at,                                 // r12: its first
-                0,                                  // rbx
-                0,                                  // rbp: frame walks end here
-                trampoline as *const () as usize,   // the return address
+            // The first `switch` into it lands on the trampoline with the
+            // stack pointer here; it pops these three and calls the entry
+            // with the stack 16-byte aligned (at `at`).
+            let frame: [usize; 3] = [
+                at,                                 // the entry's first argument
+                ctx as *const LoopContext as usize, // its second
+                entry::<F> as *const () as usize,   // the entry
             ];
             let sp = at - frame.len() * 8;
             // SAFETY: `[sp, top)` lies in the stack's usable part (a few
-            // dozen bytes below its page-aligned top), which nothing else
-            // uses: the stack came from the pool or a fresh mapping.
+            // dozen bytes below its top), which nothing else uses: the
+            // stack came from the pool or a fresh mapping.
             unsafe {
                 (at as *mut F).write(body);
                 std::ptr::copy_nonoverlapping(frame.as_ptr(), sp as *mut usize, frame.len());
             }
+            let regs = Regs::default();
+            regs.sp.set(sp);
+            regs.pc.set(trampoline as *const () as usize);
             Coro {
-                sp: Cell::new(sp),
-                ctx: NonNull::from(ctx),
+                regs,
                 stack: std::mem::ManuallyDrop::new(stack),
             }
         }
@@ -256,7 +302,7 @@ mod own {
         /// for prefetching while it runs).
         #[inline(always)]
         pub(crate) fn saved_sp(&self) -> usize {
-            self.sp.get()
+            self.regs.sp.get()
         }
 
         /// Its stack's guard page and usable size (for the overflow report).
@@ -265,8 +311,11 @@ mod own {
         }
 
         /// The running tasklet's way out; valid while `self` stays put.
-        pub(crate) fn suspender(&self) -> Option<Suspender> {
-            Some(Suspender(NonNull::from(self)))
+        pub(crate) fn suspender(&self, ctx: &LoopContext) -> Option<Suspender> {
+            Some(Suspender {
+                coro: NonNull::from(self),
+                ctx: NonNull::from(ctx),
+            })
         }
 
         /// Runs the tasklet until some tasklet switches back to the loop:
@@ -278,9 +327,9 @@ mod own {
         #[inline(always)]
         pub(crate) fn resume(&self, ctx: &LoopContext) -> bool {
             // SAFETY: the coroutine is switched out (only the loop resumes
-            // a tasklet that is not running, on its home worker), so `sp`
-            // holds the stack pointer it saved.
-            unsafe { switch(ctx.sp.as_ptr(), self.sp.get(), SUSPENDED) == FINISHED }
+            // a tasklet that is not running, on its home worker), so `regs`
+            // hold the context it saved.
+            unsafe { switch(&ctx.loop_regs, &self.regs, SUSPENDED) == FINISHED }
         }
 
         /// Takes the stack back from a coroutine whose body returned.

@@ -48,9 +48,9 @@ const FRESH_BATCH: usize = 32;
 /// Free records the process-wide list keeps.
 pub(crate) const GLOBAL_KEEP: usize = 1 << 17;
 
-/// The allocation behind a [`TaskRef`]: three cache lines, aligned. The
-/// count and what a switch or a nice round touches (the park word, `home`,
-/// the flags, the coroutine's saved stack pointer) are the first line, so
+/// The allocation behind a [`TaskRef`]: three cache lines, aligned. What a
+/// switch or a nice round touches (the park word, `home`, the flags, the
+/// coroutine's saved registers) is the first line, so
 /// resuming one of thousands of tasklets misses one line of its record.
 ///
 /// The alignment is not asked of the allocator: glibc's `memalign` leaves
@@ -61,8 +61,8 @@ pub(crate) const GLOBAL_KEEP: usize = 1 << 17;
 /// were aligned.
 #[repr(C, align(64))]
 struct Record {
-    refs: AtomicUsize,
     task: Task,
+    refs: AtomicUsize,
 }
 
 /// A strong reference to a [`Task`] (the crate's `Arc<Task>`).
@@ -442,23 +442,30 @@ mod layout_tests {
     use std::mem::{offset_of, size_of};
 
     /// What a nice round writes (the park word, `queued`, the flags in
-    /// `Exec`) and what a switch reads (those, `home`, `life`, and the
-    /// coroutine's saved stack pointer) are the record's first line.
+    /// `Exec`) and what a switch reads and writes (those, `home`, `life`,
+    /// and the coroutine's saved registers) are the record's first line.
     #[test]
     fn hot_fields_come_first() {
         let task = offset_of!(Record, task);
+        assert_eq!(task, 0);
         let exec_end = offset_of!(Task, exec) + size_of::<Exec>();
         assert!(exec_end <= offset_of!(Task, coro));
-        // `Coro` is `repr(C)` with its saved stack pointer first, and
-        // `Option<Coro>` has no separate tag.
+        // `Coro` is `repr(C)` with its saved registers first (four words
+        // with our own switch), and `Option<Coro>` has no separate tag.
         assert_eq!(
             size_of::<Option<crate::coroutine::Coro>>(),
             size_of::<crate::coroutine::Coro>()
         );
-        let sp_end = task + offset_of!(Task, coro) + size_of::<usize>();
+        #[cfg(own_switch)]
+        let saved = 4 * size_of::<usize>();
+        #[cfg(not(own_switch))]
+        let saved = 0;
+        // ... then the stack's base, the `Option`'s niche (which every
+        // `as_ref` on the way to a switch reads).
+        let niche_end = task + offset_of!(Task, coro) + saved + size_of::<usize>();
         assert!(
-            sp_end <= 64,
-            "the saved stack pointer ends at byte {sp_end}"
+            niche_end <= 64,
+            "the saved registers and the stack base end at byte {niche_end}"
         );
         assert_eq!(size_of::<Record>(), 192);
         assert_eq!(std::mem::align_of::<Record>(), 64);

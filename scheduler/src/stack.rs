@@ -66,8 +66,10 @@ pub(crate) fn round_stack_size(bytes: usize) -> usize {
 /// One guard-paged stack: `[base, base + guard)` is inaccessible,
 /// `[base + guard, base + total)` is the usable stack (growing down from the top).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Stack {
-    base: usize,
+    /// Never 0 (a mapping's address), which gives `Option<Coro>` its niche.
+    base: std::num::NonZeroUsize,
     total: usize,
 }
 
@@ -105,10 +107,15 @@ impl Stack {
             unsafe { libc::munmap(ptr, total) };
             return Err(mapping_error("mprotect", err));
         }
-        Ok(Stack {
-            base: ptr as usize,
-            total,
-        })
+        let Some(base) = std::num::NonZeroUsize::new(ptr as usize) else {
+            // SAFETY: as above.
+            unsafe { libc::munmap(ptr, total) };
+            return Err(mapping_error(
+                "mmap",
+                io::Error::other("mapped at address 0"),
+            ));
+        };
+        Ok(Stack { base, total })
     }
 
     /// Where the stack starts (it grows down from here): up to 31 cache
@@ -116,7 +123,7 @@ impl Stack {
     /// stack (see [`COLORS`]).
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn top(&self) -> usize {
-        let end = self.base + self.total;
+        let end = self.base.get() + self.total;
         end - color(end) * 64
     }
 
@@ -137,7 +144,7 @@ impl Stack {
     /// Lowest usable address (just above the guard page).
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn limit(&self) -> usize {
-        self.base + page_size()
+        self.base.get() + page_size()
     }
 
     /// Usable bytes.
@@ -162,7 +169,7 @@ impl Stack {
     /// The guard page's address range.
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn guard(&self) -> (usize, usize) {
-        (self.base, self.base + page_size())
+        (self.base.get(), self.base.get() + page_size())
     }
 }
 
@@ -170,7 +177,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: the mapping is owned by this value and no coroutine runs on
         // it any more (a stack is only dropped from a pool, never while in use).
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
+        unsafe { libc::munmap(self.base.get() as *mut libc::c_void, self.total) };
     }
 }
 
@@ -392,7 +399,7 @@ mod pool_tests {
         let stacks: Vec<Stack> = (0..64).map(|_| Stack::new(16 * 1024).unwrap()).collect();
         let mut offsets = std::collections::HashSet::new();
         for s in &stacks {
-            let end = s.base + s.total;
+            let end = s.base.get() + s.total;
             let top = s.top();
             assert_eq!(top % 64, 0);
             assert!(end - top < COLORS * 64, "starts {} bytes down", end - top);

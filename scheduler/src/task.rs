@@ -130,8 +130,10 @@ pub(crate) enum Outcome {
     /// The payload (taken by the first joiner) and its message, boxed:
     /// a record is three cache lines (see `record.rs`).
     Panicked(Box<(Option<Box<dyn Any + Send>>, String)>),
-    /// It could never start (no stack could be mapped).
-    NoStack(Box<str>),
+    /// It could never start (no stack could be mapped). A thin box, so
+    /// that `Outcome` is two words and the record three lines.
+    #[allow(clippy::box_collection)]
+    NoStack(Box<String>),
 }
 
 pub(crate) struct JoinState {
@@ -151,8 +153,8 @@ pub(crate) struct Task {
     pub(crate) is_main: bool,
     /// Home-worker-only execution state (its flags).
     pub(crate) exec: UnsafeCell<Exec>,
-    /// The coroutine (home worker only): its saved stack pointer comes
-    /// right after `exec`, so what a switch or a nice round touches is the
+    /// The coroutine (home worker only): its saved registers come right
+    /// after `exec`, so what a switch or a nice round touches is the
     /// record's first cache line (see `record.rs`).
     pub(crate) coro: UnsafeCell<Option<Coro>>,
     // Cold.
@@ -171,13 +173,16 @@ pub(crate) struct Task {
     /// Set by a joiner before it looks at `done` (the other half of the
     /// handshake with `set_outcome`).
     joiners: AtomicBool,
+    /// Its index in the home worker's registry of started tasklets (home
+    /// worker only, like `exec`; kept out of the first line).
+    slot: UnsafeCell<u32>,
     pub(crate) join: Mutex<JoinState>,
 }
 
 /// State only the home worker thread touches once the tasklet has started:
 /// the flags a nice round writes, and (outside our own switch) the way out.
-/// Eight bytes with our own switch, so that it, the fields before it and
-/// the coroutine's saved stack pointer after it share a cache line.
+/// Four bytes with our own switch, so that it, the fields before it and
+/// the coroutine's saved registers after it share a cache line.
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct Exec {
@@ -189,8 +194,6 @@ pub(crate) struct Exec {
     pub(crate) watchdog: bool,
     /// Set while the tasklet has a live timer.
     pub(crate) timed: bool,
-    /// Index in the home worker's registry of started tasklets.
-    pub(crate) slot: u32,
     /// What the running tasklet switches out with: handed to its body by
     /// corosensei and loom. With our own switch it is the coroutine itself
     /// (see `WorkerLocal::suspender`).
@@ -259,6 +262,7 @@ impl Task {
             done: AtomicU8::new(0),
             joiners: AtomicBool::new(false),
             exec: UnsafeCell::new(Exec::default()),
+            slot: UnsafeCell::new(0),
             coro: UnsafeCell::new(None),
             join: Mutex::new(JoinState {
                 outcome: Outcome::Running,
@@ -277,6 +281,17 @@ impl Task {
     pub(crate) unsafe fn exec(&self) -> &mut Exec {
         // SAFETY: forwarded to the caller (see above).
         unsafe { &mut *self.exec.get() }
+    }
+
+    /// Its index in the home worker's registry.
+    ///
+    /// # Safety
+    /// As for [`Task::exec`].
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn registry_slot(&self) -> &mut u32 {
+        // SAFETY: forwarded to the caller.
+        unsafe { &mut *self.slot.get() }
     }
 
     #[inline(always)]

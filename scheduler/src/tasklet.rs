@@ -296,7 +296,7 @@ impl Tasklet {
                         payload.take().unwrap_or_else(|| Box::new(msg.clone())),
                     ));
                 }
-                Outcome::NoStack(m) => return Err(TaskletError::NoStack(m.to_string())),
+                Outcome::NoStack(m) => return Err(TaskletError::NoStack(m.as_ref().clone())),
                 Outcome::Running => {}
             }
             let u = crate::park::prepare_park();

@@ -655,8 +655,8 @@ impl WorkerLocal {
             let ring = self.ring();
             if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
                 let p = &**far as *const Task as *const u8;
-                // What a switch touches is the task's first 48 bytes, in
-                // its record's first line (see `record.rs`).
+                // What a switch touches (the flags and the saved
+                // registers) is its record's first line (see `record.rs`).
                 prefetch(p);
             }
             #[cfg(own_switch)]
@@ -665,14 +665,12 @@ impl WorkerLocal {
                 // for a hint (a stale value does no harm).
                 let sp = unsafe { (*next.coro.get()).as_ref().map_or(0, Coro::saved_sp) };
                 if sp != 0 {
-                    // The saved registers sit at `sp`, the frames it
-                    // returns through just above, and the calls it makes
-                    // next just below.
-                    let sp = (sp & !63) as *const u8;
-                    prefetch(sp.wrapping_sub(64));
-                    prefetch(sp);
-                    prefetch(sp.wrapping_add(64));
-                    prefetch(sp.wrapping_add(128));
+                    // The registers are in the record; what the tasklet
+                    // reloads from its stack when resumed is the values
+                    // its frame keeps across the switch, just above `sp`.
+                    // One line: more (the frames above, the calls below)
+                    // only cost a frame loop bandwidth.
+                    prefetch((sp & !63) as *const u8);
                 }
             }
         }
@@ -698,12 +696,10 @@ impl WorkerLocal {
                 if !self.announced_stack_error.replace(true) {
                     eprintln!("{e}");
                 }
-                self.die_unstarted(&task_ref(t), Outcome::NoStack(e.to_string().into()));
+                self.die_unstarted(&task_ref(t), Outcome::NoStack(Box::new(e.to_string())));
                 return false;
             }
         };
-        // SAFETY: `t` is pinned to this worker and not started: its exec is ours.
-        let ex = unsafe { t.exec() };
         let task_ptr = t as *const Task as usize;
         let worker_ptr = self as *const WorkerLocal as usize;
         let coro = Coro::new(stack, &self.loop_ctx, move |susp| {
@@ -718,7 +714,9 @@ impl WorkerLocal {
         let reg = self.registry();
         // Every started tasklet holds a stack mapping, so the registry
         // stays far below `u32::MAX` entries (`vm.max_map_count` is an i32).
-        ex.slot = reg.len() as u32;
+        // SAFETY: `t` is pinned to this worker and not started: its
+        // home-worker-only fields are ours.
+        unsafe { *t.registry_slot() = reg.len() as u32 };
         reg.push(task_ref(t));
         // Keep room to queue every started tasklet at once, so that the
         // shutdown's kill sweep never allocates.
@@ -831,21 +829,21 @@ impl WorkerLocal {
         if let Some(c) = coro {
             self.stacks().give(c.into_stack(), &self.shared.stacks);
         }
-        // SAFETY: `t` is homed here.
-        let ex = unsafe { t.exec() };
         #[cfg(not(own_switch))]
         {
-            ex.suspender = None;
+            // SAFETY: `t` is homed here.
+            unsafe { t.exec() }.suspender = None;
         }
         *self.last_parked() = None;
         let ended = self.ended.take();
         let reg = self.registry();
-        let slot = ex.slot as usize;
+        // SAFETY: `t` is homed here.
+        let slot = unsafe { *t.registry_slot() } as usize;
         if slot < reg.len() && std::ptr::eq(&*reg[slot], t) {
             let owned = reg.swap_remove(slot);
             if slot < reg.len() {
                 // SAFETY: every registry entry is homed here.
-                unsafe { reg[slot].exec().slot = slot as u32 };
+                unsafe { *reg[slot].registry_slot() = slot as u32 };
             }
             match ended {
                 #[cfg(not(loom))]
@@ -865,7 +863,7 @@ impl WorkerLocal {
         if cur.is_main {
             self.switch_out_main(cur);
         } else {
-            if let Some(s) = Self::suspender(cur) {
+            if let Some(s) = self.suspender(cur) {
                 if let Some(next) = self.direct_successor(cur) {
                     self.enter(next);
                     if next.is_main {
@@ -888,14 +886,18 @@ impl WorkerLocal {
     /// the suspender its body was given otherwise. `cur` is the running
     /// tasklet, not a main one, and this runs on its stack.
     #[inline(always)]
-    fn suspender(cur: &Task) -> Option<Suspender> {
+    fn suspender(&self, cur: &Task) -> Option<Suspender> {
         #[cfg(own_switch)]
         {
             // SAFETY: `coro` is home-worker-only and we are on the home
             // worker, running on that very coroutine, which `start` put in
             // its final place before resuming it; only `finish` takes it,
             // after its body returned.
-            unsafe { (*cur.coro.get()).as_ref().and_then(Coro::suspender) }
+            unsafe {
+                (*cur.coro.get())
+                    .as_ref()
+                    .and_then(|c| c.suspender(&self.loop_ctx))
+            }
         }
         #[cfg(not(own_switch))]
         {
