@@ -47,11 +47,29 @@ pub fn spawn(f: impl FnOnce() + Send + 'static) -> Tasklet {
 
 /// Moves the running tasklet to the tail of its worker's queue and runs the
 /// next one; returns at once if it is the only runnable tasklet.
-#[inline]
+#[inline(always)]
 pub fn schedule() {
+    // Not while unwinding (a destructor calling it): then it only lets a
+    // shutdown in progress proceed. Checked before the worker is looked
+    // up, so that nothing is live across the call this can make.
+    if std::thread::panicking() {
+        schedule_unwinding();
+        return;
+    }
     match worker::local_or_default() {
         Some(w) => w.schedule(),
         None => crate::sync::yield_thread(),
+    }
+}
+
+/// `schedule()` on a thread that is unwinding: no switch.
+#[cold]
+#[inline(never)]
+fn schedule_unwinding() {
+    if let Some(w) = worker::local() {
+        if w.shared.is_shutdown() {
+            w.shutdown_point();
+        }
     }
 }
 
@@ -131,8 +149,14 @@ pub fn runcount() -> usize {
 ///
 /// A tasklet that calls [`schedule`] instead stays runnable, so `run()`
 /// keeps going: use `be_nice` in frame-driven code.
-#[inline]
+#[inline(always)]
 pub fn be_nice() {
+    // Not while unwinding (a destructor calling it). Checked before the
+    // worker is looked up, so that nothing is live across the call this
+    // can make.
+    if std::thread::panicking() {
+        return;
+    }
     match worker::local_or_default() {
         Some(w) => w.be_nice(),
         None => crate::sync::yield_thread(),

@@ -91,10 +91,8 @@ mod own {
     }
 
     /// A switched-out context: where it resumes, on which stack, and the
-    /// two callee-saved registers that inline assembly cannot declare
-    /// clobbered. The other four (`r12`–`r15`) are declared clobbered at
-    /// every switch, so the compiler saves only those that hold live
-    /// values, in the switching function's own frame.
+    /// six callee-saved registers: 64 bytes, the first line of the
+    /// tasklet's record (which is line-aligned, with the coroutine first).
     #[derive(Default)]
     #[repr(C)]
     pub(crate) struct Regs {
@@ -102,18 +100,21 @@ mod own {
         pc: Cell<usize>,
         rbx: Cell<usize>,
         rbp: Cell<usize>,
+        r12: Cell<usize>,
+        r13: Cell<usize>,
+        r14: Cell<usize>,
+        r15: Cell<usize>,
     }
 
     /// A started tasklet's execution context. It lives in the tasklet's
     /// record (next to what every switch touches anyway), and its address
     /// must not change once [`Coro::suspender`] was taken.
     ///
-    /// The saved registers come first: with the task's flags before them,
-    /// everything a switch touches in the record is its first line (see
-    /// `record.rs`), and a tasklet whose live values fit in `rbx` and
-    /// `rbp` is resumed without touching its stack at all.
-    /// The stack's base is never null, so `Option<Coro>` needs no separate
-    /// tag.
+    /// The saved registers are the record's first line and the stack
+    /// (whose base is never null, so `Option<Coro>` needs no separate tag)
+    /// starts the second, next to the task's flags: a resume reads two
+    /// adjacent lines of the record, and nothing of the tasklet's stack
+    /// unless its code reloads something from its frame (see `switch`).
     #[repr(C)]
     pub(crate) struct Coro {
         /// The saved context while the tasklet is switched out.
@@ -134,15 +135,16 @@ mod own {
     /// Saves the running context into `save`, loads the one in `to` and
     /// continues it, handing it `arg` (what its own `switch` returns).
     ///
-    /// Inline assembly rather than a called function: nothing is pushed,
-    /// the resume address is a label in the caller, and only `rbx` and
-    /// `rbp` (which the compiler reserves) are saved by hand. Every other
-    /// register is declared clobbered, as a call would: the System V ABI
-    /// has the caller keep what it needs of the caller-saved ones, and for
-    /// `r12`–`r15` the compiler saves only those holding live values. A
-    /// resume then reads the record's first line and whatever frame slots
-    /// the resumed code reloads, instead of 56 bytes of pushed registers.
-    /// MXCSR and the x87 control word are not switched: nothing here
+    /// Inline assembly rather than a called function: the stack pointer,
+    /// a resume label in the caller and the six callee-saved registers go
+    /// to `save` (the tasklet's record), nothing is pushed, and every
+    /// caller-saved register is declared clobbered, as a call would. So
+    /// the compiler keeps a switching loop's values in callee-saved
+    /// registers, which live in the record while it is switched out, and
+    /// a resume reads the tasklet's stack only for what its code keeps in
+    /// its frame: among thousands of tasklets each stack top is a page of
+    /// its own, and reaching it costs a page-table walk as well as the
+    /// line. MXCSR and the x87 control word are not switched: nothing here
     /// changes them.
     ///
     /// The other context is continued with an indirect jump, which the
@@ -159,9 +161,9 @@ mod own {
     unsafe fn switch(save: &Regs, to: &Regs, arg: usize) -> usize {
         let ret: usize;
         // SAFETY: per the contract above. The stores go to `save` only;
-        // when something resumes it, `rsp`, `rbx` and `rbp` are what they
-        // were here and `rdx` holds its argument, and every other register
-        // is declared clobbered.
+        // when something resumes it, the stack pointer and the callee-saved
+        // registers are what they were here and `rdx` holds its argument;
+        // every caller-saved register is declared clobbered.
         unsafe {
             core::arch::asm!(
                 "lea rax, [rip + 2f]",
@@ -169,18 +171,22 @@ mod own {
                 "mov [rdi + 8], rax",
                 "mov [rdi + 16], rbx",
                 "mov [rdi + 24], rbp",
+                "mov [rdi + 32], r12",
+                "mov [rdi + 40], r13",
+                "mov [rdi + 48], r14",
+                "mov [rdi + 56], r15",
                 "mov rsp, [rsi]",
                 "mov rbx, [rsi + 16]",
                 "mov rbp, [rsi + 24]",
+                "mov r12, [rsi + 32]",
+                "mov r13, [rsi + 40]",
+                "mov r14, [rsi + 48]",
+                "mov r15, [rsi + 56]",
                 "jmp qword ptr [rsi + 8]",
                 "2:",
                 in("rdi") save as *const Regs,
                 in("rsi") to as *const Regs,
                 inout("rdx") arg => ret,
-                out("r12") _,
-                out("r13") _,
-                out("r14") _,
-                out("r15") _,
                 clobber_abi("sysv64"),
             );
         }
@@ -352,6 +358,8 @@ mod own {
     }
 }
 
+#[cfg(all(own_switch, test))]
+pub(crate) use own::Regs;
 #[cfg(own_switch)]
 pub(crate) use own::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
 

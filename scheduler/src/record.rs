@@ -49,9 +49,10 @@ const FRESH_BATCH: usize = 32;
 pub(crate) const GLOBAL_KEEP: usize = 1 << 17;
 
 /// The allocation behind a [`TaskRef`]: three cache lines, aligned. What a
-/// switch or a nice round touches (the park word, `home`, the flags, the
-/// coroutine's saved registers) is the first line, so
-/// resuming one of thousands of tasklets misses one line of its record.
+/// switch touches is the first two (the coroutine's saved registers, then
+/// the park word, `home` and the flags, which a nice round writes), so
+/// resuming one of thousands of tasklets misses two adjacent lines of its
+/// record.
 ///
 /// The alignment is not asked of the allocator: glibc's `memalign` leaves
 /// 384 bytes between 192-byte records (and `spawn` got ~10% slower with
@@ -441,31 +442,28 @@ mod layout_tests {
     use crate::task::{Exec, Task};
     use std::mem::{offset_of, size_of};
 
-    /// What a nice round writes (the park word, `queued`, the flags in
-    /// `Exec`) and what a switch reads and writes (those, `home`, `life`,
-    /// and the coroutine's saved registers) are the record's first line.
+    /// With our own switch the saved registers are the record's first
+    /// line, and what a switch reads next and a nice round writes (the
+    /// stack base, which is `Option<Coro>`'s niche, the park word,
+    /// `home`, the flags, `Exec`) is in the second.
     #[test]
     fn hot_fields_come_first() {
-        let task = offset_of!(Record, task);
-        assert_eq!(task, 0);
-        let exec_end = offset_of!(Task, exec) + size_of::<Exec>();
-        assert!(exec_end <= offset_of!(Task, coro));
-        // `Coro` is `repr(C)` with its saved registers first (four words
-        // with our own switch), and `Option<Coro>` has no separate tag.
+        assert_eq!(offset_of!(Record, task), 0);
+        assert_eq!(offset_of!(Task, coro), 0);
         assert_eq!(
             size_of::<Option<crate::coroutine::Coro>>(),
             size_of::<crate::coroutine::Coro>()
         );
         #[cfg(own_switch)]
-        let saved = 4 * size_of::<usize>();
-        #[cfg(not(own_switch))]
-        let saved = 0;
-        // ... then the stack's base, the `Option`'s niche (which every
-        // `as_ref` on the way to a switch reads).
-        let niche_end = task + offset_of!(Task, coro) + saved + size_of::<usize>();
+        {
+            assert_eq!(size_of::<crate::coroutine::Regs>(), 64);
+            assert_eq!(size_of::<crate::coroutine::Coro>(), 64 + 16);
+        }
+        let exec_end = offset_of!(Task, exec) + size_of::<Exec>();
+        assert!(offset_of!(Task, park) >= size_of::<crate::coroutine::Coro>());
         assert!(
-            niche_end <= 64,
-            "the saved registers and the stack base end at byte {niche_end}"
+            exec_end <= 128,
+            "the flags end at byte {exec_end}, past the second line"
         );
         assert_eq!(size_of::<Record>(), 192);
         assert_eq!(std::mem::align_of::<Record>(), 64);

@@ -120,6 +120,23 @@ impl RunQueue {
         Some(t)
     }
 
+    /// Moves the head to the tail (what `schedule()` does), without a
+    /// growth check: the slot the head leaves is the one the tail needs
+    /// when the ring is full, or a free one past the tail otherwise.
+    #[inline(always)]
+    pub(crate) fn rotate_one(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: the head slot is initialised; it leaves the live range
+        // when the head advances, so it is read once here.
+        let t = unsafe { self.slot(0).read() };
+        self.head = (self.head + 1) & self.mask;
+        // SAFETY: the slot just past the last entry is free: the old head's
+        // slot when the ring is full, otherwise one past the tail already.
+        unsafe { self.slot_mut(self.len - 1).write(t) };
+    }
+
     /// Removes the entry `i` places behind the head, keeping the order of
     /// the others (those before it move back by one).
     pub(crate) fn remove(&mut self, i: usize) -> Option<TaskRef> {
@@ -247,6 +264,10 @@ mod tests {
                     q.rotate_left(n);
                     model.rotate_left(n);
                 }
+                9 if !model.is_empty() => {
+                    q.rotate_one();
+                    model.rotate_left(1);
+                }
                 _ => {}
             }
             assert_eq!(q.len(), model.len());
@@ -263,6 +284,22 @@ mod tests {
 
     fn ids_of(t: &TaskRef, all: &[TaskRef]) -> usize {
         all.iter().position(|a| TaskRef::ptr_eq(a, t)).unwrap()
+    }
+
+    #[test]
+    fn rotate_one_in_a_full_ring() {
+        let all: Vec<TaskRef> = (0..4).map(|_| Task::new(None, false)).collect();
+        let mut q = RunQueue::with_capacity(4);
+        for t in &all {
+            q.push_back(t.clone());
+        }
+        assert_eq!(q.capacity(), 4);
+        for k in 1..=9 {
+            q.rotate_one();
+            let want: Vec<usize> = (0..4).map(|i| (i + k) % 4).collect();
+            assert_eq!(ids(&q, &all), want);
+        }
+        assert_eq!(q.capacity(), 4);
     }
 
     #[test]

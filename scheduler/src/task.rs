@@ -122,29 +122,51 @@ pub(crate) fn word_reason(w: u64) -> u64 {
 #[derive(Debug)]
 pub struct TaskletExit;
 
-/// How a finished tasklet ended.
+/// How a tasklet ended (what `set_outcome` is told).
 pub(crate) enum Outcome {
-    Running,
     Finished,
     Killed,
-    /// The payload (taken by the first joiner) and its message, boxed:
-    /// a record is three cache lines (see `record.rs`).
-    Panicked(Box<(Option<Box<dyn Any + Send>>, String)>),
-    /// It could never start (no stack could be mapped). A thin box, so
-    /// that `Outcome` is two words and the record three lines.
-    #[allow(clippy::box_collection)]
-    NoStack(Box<String>),
+    /// The payload (taken by the first joiner) and its message.
+    Panicked(Option<Box<dyn Any + Send>>, String),
+    /// It could never start (no stack could be mapped).
+    NoStack(String),
 }
 
+/// What a joiner learns of a tasklet that did not end plainly.
+pub(crate) enum Failure {
+    /// The payload (taken by the first joiner) and its message.
+    Panicked(Option<Box<dyn Any + Send>>, String),
+    /// It could never start (no stack could be mapped).
+    NoStack(String),
+}
+
+/// The joiners' side of a record, two words (a record is three cache
+/// lines, see `record.rs`): whether it is running or ended plainly is
+/// `done`'s to say.
 pub(crate) struct JoinState {
-    pub(crate) outcome: Outcome,
-    pub(crate) waiters: Vec<crate::park::Unparker>,
+    /// Set when it ended otherwise than plainly (`done` is then 2).
+    pub(crate) failure: Option<Box<Failure>>,
+    /// The joiners waiting for it to end (rarely any).
+    #[allow(clippy::box_collection)]
+    pub(crate) waiters: Option<Box<Vec<crate::park::Unparker>>>,
+}
+
+impl JoinState {
+    /// Takes the waiting joiners.
+    pub(crate) fn take_waiters(&mut self) -> Vec<crate::park::Unparker> {
+        self.waiters.take().map(|w| *w).unwrap_or_default()
+    }
 }
 
 /// The shared record of one tasklet. See the module docs for the state machine.
 #[repr(C)]
 pub(crate) struct Task {
-    // Hot: touched on every resume (kept together, first).
+    /// The coroutine (home worker only). With our own switch its saved
+    /// registers are the record's first line and its stack starts the
+    /// second, with the fields below: a resume reads those two lines, and
+    /// a nice round writes the second (see `record.rs`).
+    pub(crate) coro: UnsafeCell<Option<Coro>>,
+    // Hot: touched on every resume (kept together).
     pub(crate) park: AtomicU64,
     pub(crate) home: AtomicUsize,
     pub(crate) life: AtomicU8,
@@ -153,19 +175,7 @@ pub(crate) struct Task {
     pub(crate) is_main: bool,
     /// Home-worker-only execution state (its flags).
     pub(crate) exec: UnsafeCell<Exec>,
-    /// The coroutine (home worker only): its saved registers come right
-    /// after `exec`, so what a switch or a nice round touches is the
-    /// record's first cache line (see `record.rs`).
-    pub(crate) coro: UnsafeCell<Option<Coro>>,
     // Cold.
-    pub(crate) id: u64,
-    /// The scheduler, once set up (a strong count is held; released on drop).
-    shared: AtomicPtr<Shared>,
-    /// The body until it starts (or dies unstarted). Taken exactly once, by
-    /// whoever owns the fresh tasklet: its worker after the `home` CAS (to
-    /// drop it), the tasklet itself on its first resume by that worker, or
-    /// the thread whose `setup` CAS made it fresh during shutdown.
-    body: crate::sync::UnsafeCell<Option<Body>>,
     /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
     /// otherwise (details in `join`). Lets `join` and a joiner-less finish
     /// skip the lock.
@@ -174,15 +184,22 @@ pub(crate) struct Task {
     /// handshake with `set_outcome`).
     joiners: AtomicBool,
     /// Its index in the home worker's registry of started tasklets (home
-    /// worker only, like `exec`; kept out of the first line).
+    /// worker only, like `exec`).
     slot: UnsafeCell<u32>,
+    pub(crate) id: u64,
+    /// The scheduler, once set up (a strong count is held; released on drop).
+    shared: AtomicPtr<Shared>,
+    /// The body until it starts (or dies unstarted). Taken exactly once, by
+    /// whoever owns the fresh tasklet: its worker after the `home` CAS (to
+    /// drop it), the tasklet itself on its first resume by that worker, or
+    /// the thread whose `setup` CAS made it fresh during shutdown.
+    body: crate::sync::UnsafeCell<Option<Body>>,
     pub(crate) join: Mutex<JoinState>,
 }
 
 /// State only the home worker thread touches once the tasklet has started:
 /// the flags a nice round writes, and (outside our own switch) the way out.
-/// Four bytes with our own switch, so that it, the fields before it and
-/// the coroutine's saved registers after it share a cache line.
+/// Five bytes with our own switch.
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct Exec {
@@ -194,6 +211,12 @@ pub(crate) struct Exec {
     pub(crate) watchdog: bool,
     /// Set while the tasklet has a live timer.
     pub(crate) timed: bool,
+    /// Set when it switched out from a suspension inlined into its own
+    /// code that keeps nothing in its stack frame (`be_nice`'s and
+    /// `schedule`'s common case): its resume most likely reads no stack
+    /// line, so the worker does not prefetch one. Cleared when it is
+    /// switched to.
+    pub(crate) light: bool,
     /// What the running tasklet switches out with: handed to its body by
     /// corosensei and loom. With our own switch it is the coroutine itself
     /// (see `WorkerLocal::suspender`).
@@ -265,8 +288,8 @@ impl Task {
             slot: UnsafeCell::new(0),
             coro: UnsafeCell::new(None),
             join: Mutex::new(JoinState {
-                outcome: Outcome::Running,
-                waiters: Vec::new(),
+                failure: None,
+                waiters: None,
             }),
         })
     }
@@ -502,20 +525,22 @@ impl Task {
     /// (`SeqCst`) and loads `joiners`; a joiner stores `joiners`, fences and
     /// loads `done`; one of the two sees the other (Dekker).
     pub(crate) fn set_outcome(&self, outcome: Outcome) -> Vec<crate::park::Unparker> {
-        if matches!(outcome, Outcome::Finished | Outcome::Killed) {
-            self.done.store(1, Ordering::Release);
-            crate::sync::fence(Ordering::SeqCst);
-            if !self.joiners.load(Ordering::Relaxed) {
-                return Vec::new();
+        let failure = match outcome {
+            Outcome::Finished | Outcome::Killed => {
+                self.done.store(1, Ordering::Release);
+                crate::sync::fence(Ordering::SeqCst);
+                if !self.joiners.load(Ordering::Relaxed) {
+                    return Vec::new();
+                }
+                return self.join.lock().take_waiters();
             }
-            let mut j = self.join.lock();
-            j.outcome = outcome;
-            return std::mem::take(&mut j.waiters);
-        }
+            Outcome::Panicked(payload, msg) => Failure::Panicked(payload, msg),
+            Outcome::NoStack(msg) => Failure::NoStack(msg),
+        };
         let mut j = self.join.lock();
-        j.outcome = outcome;
+        j.failure = Some(Box::new(failure));
         self.done.store(2, Ordering::SeqCst);
-        std::mem::take(&mut j.waiters)
+        j.take_waiters()
     }
 
     /// 1: ended plainly (returned or killed); 2: ended otherwise; 0: not yet.

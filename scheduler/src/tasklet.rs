@@ -4,7 +4,7 @@ use crate::error::TaskletError;
 use crate::park::Wake;
 use crate::scheduler::{Scheduler, Shared};
 use crate::sync::{Arc, Ordering};
-use crate::task::{life, Outcome, Task, TaskRef, TaskletExit, HOME_NONE, STEALABLE};
+use crate::task::{life, Failure, Outcome, Task, TaskRef, TaskletExit, HOME_NONE, STEALABLE};
 use crate::worker::{self, InboxEntry, WorkerLocal};
 use std::hash::{Hash, Hasher};
 
@@ -288,23 +288,24 @@ impl Tasklet {
             if t.done() == 1 {
                 return Ok(());
             }
-            match &mut j.outcome {
-                Outcome::Finished | Outcome::Killed => return Ok(()),
-                Outcome::Panicked(p) => {
-                    let (payload, msg) = &mut **p;
+            match j.failure.as_deref_mut() {
+                Some(Failure::Panicked(payload, msg)) => {
                     return Err(TaskletError::Panicked(
                         payload.take().unwrap_or_else(|| Box::new(msg.clone())),
                     ));
                 }
-                Outcome::NoStack(m) => return Err(TaskletError::NoStack(m.as_ref().clone())),
-                Outcome::Running => {}
+                Some(Failure::NoStack(m)) => return Err(TaskletError::NoStack(m.clone())),
+                // Still running: `done` was checked under the lock.
+                None => {}
             }
             let u = crate::park::prepare_park();
-            j.waiters.push(u.clone());
+            j.waiters.get_or_insert_with(Box::default).push(u.clone());
             drop(j);
             match crate::park::park() {
                 Wake::Deadlock => {
-                    t.join.lock().waiters.retain(|w| !w.same_target(&u));
+                    if let Some(ws) = t.join.lock().waiters.as_mut() {
+                        ws.retain(|w| !w.same_target(&u));
+                    }
                     return Err(TaskletError::Deadlock);
                 }
                 _ => continue,
