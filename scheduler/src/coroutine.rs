@@ -2,9 +2,12 @@
 //!
 //! On x86-64 Linux a tasklet runs on a pooled guard-paged stack through our
 //! own switch (`own` below): an inline-assembly block that stores the
-//! stack pointer, a resume address and `rbx`/`rbp` into the tasklet's
-//! record, loads another context's four and jumps; every other register is
-//! declared clobbered, so the compiler keeps only what is live. The worker
+//! stack pointer, a resume address and the six callee-saved registers in
+//! the tasklet's record (one cache line), loads another context's and
+//! jumps; the caller-saved registers are declared clobbered, as for a
+//! call. A resume reads the tasklet's stack only for what its own code
+//! keeps in its frame, which for a loop around `be_nice()` or `schedule()`
+//! is usually nothing (see `Exec::light`). The worker
 //! loop keeps its context in a [`LoopContext`]; `resume` switches from the
 //! loop onto a tasklet, `Suspender::suspend` back, and
 //! `Suspender::switch_to` from one tasklet straight to another, which
