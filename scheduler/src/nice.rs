@@ -57,9 +57,11 @@ impl WorkerLocal {
             return;
         };
         ex.in_ring = false;
-        cur.queued.store(false, Ordering::Release);
-        self.join_nice_list(cur, me);
         ex.light = true;
+        cur.queued.store(false, Ordering::Release);
+        // `ex` is not used past here: `join_nice_list` borrows the flags
+        // afresh.
+        self.join_nice_list(cur, me);
         self.switch_out_tasklet(cur);
         Self::nice_resumed();
     }
