@@ -126,10 +126,8 @@ pub struct TaskletExit;
 pub(crate) enum Outcome {
     Finished,
     Killed,
-    /// The payload (taken by the first joiner) and its message.
-    Panicked(Option<Box<dyn Any + Send>>, String),
-    /// It could never start (no stack could be mapped).
-    NoStack(String),
+    /// Ended otherwise: what its joiners learn.
+    Failed(Failure),
 }
 
 /// What a joiner learns of a tasklet that did not end plainly.
@@ -540,8 +538,7 @@ impl Task {
                 }
                 return self.join.lock().take_waiters();
             }
-            Outcome::Panicked(payload, msg) => Failure::Panicked(payload, msg),
-            Outcome::NoStack(msg) => Failure::NoStack(msg),
+            Outcome::Failed(f) => f,
         };
         let mut j = self.join.lock();
         j.failure = Some(Box::new(failure));

@@ -43,7 +43,7 @@ use crate::park::{Placement, Target, Unparker, Wake};
 use crate::run_queue::RunQueue;
 use crate::scheduler::{signal, Shared, WorkerShared};
 use crate::sync::{Arc, Ordering};
-use crate::task::{life, phase, Outcome, Reason, Task, TaskRef, TaskletExit, STEALABLE};
+use crate::task::{life, phase, Failure, Outcome, Reason, Task, TaskRef, TaskletExit, STEALABLE};
 use crate::timer::Timers;
 use std::cell::{Cell, UnsafeCell};
 use std::time::Instant;
@@ -701,7 +701,10 @@ impl WorkerLocal {
                 if !self.announced_stack_error.replace(true) {
                     eprintln!("{e}");
                 }
-                self.die_unstarted(&task_ref(t), Outcome::NoStack(e.to_string()));
+                self.die_unstarted(
+                    &task_ref(t),
+                    Outcome::Failed(Failure::NoStack(e.to_string())),
+                );
                 return false;
             }
         };
@@ -1439,7 +1442,7 @@ fn tasklet_end(w: &WorkerLocal, t: &Task, panic: Option<Box<dyn std::any::Any + 
         Some(p) if p.is::<TaskletExit>() => Outcome::Killed,
         Some(p) => {
             let msg = panic_message(&p);
-            Outcome::Panicked(Some(p), msg)
+            Outcome::Failed(Failure::Panicked(Some(p), msg))
         }
     };
     // The ring's handle waits for `finish`, which gives it up together with
