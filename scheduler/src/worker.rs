@@ -661,12 +661,14 @@ impl WorkerLocal {
                 prefetch(p.wrapping_add(64));
             }
             #[cfg(own_switch)]
-            if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE) {
-                // SAFETY: `coro` belongs to this thread, and is read only
+            if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE).filter(|t| {
+                // SAFETY: `exec` belongs to this thread, and is read only
                 // for a hint (a stale value does no harm).
+                !unsafe { t.exec() }.light
+            }) {
+                // SAFETY: as above, for `coro`.
                 let sp = unsafe { (*next.coro.get()).as_ref().map_or(0, Coro::saved_sp) };
-                // SAFETY: as above for `exec`.
-                if sp != 0 && !unsafe { next.exec() }.light {
+                if sp != 0 {
                     // The registers are in the record; what the tasklet
                     // reads from its stack when resumed is what its frames
                     // keep across the switch, from `sp` up. One line: more
@@ -1020,7 +1022,7 @@ impl WorkerLocal {
             self.handle_signals();
         }
         let ring = self.ring();
-        if ring.len() <= 1 || std::thread::panicking() {
+        if ring.len() <= 1 {
             if self.shared.is_shutdown() {
                 self.shutdown_point();
             }
