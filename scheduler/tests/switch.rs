@@ -95,20 +95,27 @@ fn check(found: &Found, n: usize, rounds: u32, depth: u32) {
     }
 }
 
+/// Spawns `n` tasklets that hold values across `rounds` switches and
+/// `depth` frames, each reporting what it found.
+fn spawn_holders(n: u64, rounds: u32, depth: u32, switch: fn()) -> (Found, Vec<Tasklet>) {
+    let found: Found = Arc::default();
+    let ts = (0..n)
+        .map(|seed| {
+            let found = found.clone();
+            spawn(move || {
+                let (a, f) = hold_across(seed, rounds, switch);
+                let d = deep(depth, switch);
+                found.lock().unwrap().push((seed, a, f, d));
+            })
+        })
+        .collect();
+    (found, ts)
+}
+
 fn check_tasklets(workers: usize, switch: fn(), frame_loop: bool) {
     let s = sched(workers);
-    let found: Found = Arc::default();
     s.enter(|| {
-        let ts: Vec<Tasklet> = (0..8u64)
-            .map(|seed| {
-                let found = found.clone();
-                spawn(move || {
-                    let (a, f) = hold_across(seed, 50, switch);
-                    let d = deep(20, switch);
-                    found.lock().unwrap().push((seed, a, f, d));
-                })
-            })
-            .collect();
+        let (found, ts) = spawn_holders(8, 50, 20, switch);
         if frame_loop {
             // Each tasklet is nice at most 50 + 41 times.
             for _ in 0..200 {
@@ -119,8 +126,8 @@ fn check_tasklets(workers: usize, switch: fn(), frame_loop: bool) {
         for t in ts {
             t.join().unwrap();
         }
+        check(&found, 8, 50, 20);
     });
-    check(&found, 8, 50, 20);
 }
 
 #[test]
@@ -145,17 +152,7 @@ fn values_survive_on_main_and_tasklets_alike() {
     with_timeout(60, || {
         let s = sched(1);
         s.enter(|| {
-            let found: Found = Arc::default();
-            let ts: Vec<Tasklet> = (0..3u64)
-                .map(|seed| {
-                    let found = found.clone();
-                    spawn(move || {
-                        let (a, f) = hold_across(seed, 30, schedule);
-                        let d = deep(30, schedule);
-                        found.lock().unwrap().push((seed, a, f, d));
-                    })
-                })
-                .collect();
+            let (found, ts) = spawn_holders(3, 30, 30, schedule);
             let mine = hold_across(99, 30, schedule);
             assert_eq!(mine.0, expected(99, 30).0);
             assert_eq!(mine.1.to_bits(), expected(99, 30).1.to_bits());
