@@ -199,7 +199,7 @@ fn fmt_value(v: f64) -> String {
 
 fn parent(o: Opts) -> ExitCode {
     let started = Instant::now();
-    let runs = o.runs.unwrap_or(if o.quick { 3 } else { 5 });
+    let runs = o.runs.unwrap_or(5);
     let timeout = Duration::from_secs(o.timeout.unwrap_or(if o.quick { 30 } else { 1200 }));
     let mut notes: Vec<String> = Vec::new();
 
