@@ -204,10 +204,7 @@ impl WorkerLocal {
             // tasklets it is rarely still cached: fetch the one a few
             // entries ahead while this one is handled.
             if let Some(ahead) = entries.as_slice().get(ROUND_PREFETCH_DISTANCE) {
-                // The flags and the park word are the record's second line
-                // (see `record.rs`).
-                let p = &*ahead.task as *const Task as *const u8;
-                crate::sync::prefetch_write(p.wrapping_add(64));
+                crate::sync::prefetch_write(ahead.task.flags_line());
             }
             let Some(e) = entries.next() else { break };
             // SAFETY: nice entries are tasklets homed here.

@@ -260,6 +260,15 @@ fn next_id() -> u64 {
 }
 
 impl Task {
+    /// The first byte of the record's second cache line: the park word,
+    /// `home` and the flags, which a switch reads after the saved registers
+    /// and a nice round writes (the layout test in `record.rs` keeps them
+    /// there). For prefetching; never dereferenced.
+    #[inline(always)]
+    pub(crate) fn flags_line(&self) -> *const u8 {
+        (self as *const Task as *const u8).wrapping_add(64)
+    }
+
     #[allow(clippy::new_ret_no_self)] // a record is only ever made shared
     pub(crate) fn new(body: Option<Body>, is_main: bool) -> TaskRef {
         let life = if is_main { life::ALIVE } else { life::BOUND };

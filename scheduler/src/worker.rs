@@ -654,11 +654,10 @@ impl WorkerLocal {
             use crate::sync::prefetch;
             let ring = self.ring();
             if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
-                let p = &**far as *const Task as *const u8;
                 // What a switch touches (the saved registers, then the
                 // flags) is its record's first two lines (see `record.rs`).
-                prefetch(p);
-                prefetch(p.wrapping_add(64));
+                prefetch(&**far as *const Task as *const u8);
+                prefetch(far.flags_line());
             }
             #[cfg(own_switch)]
             if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE).filter(|t| {
