@@ -2,12 +2,13 @@
 //!
 //! On x86-64 Linux a tasklet runs on a pooled guard-paged stack through our
 //! own switch (`own` below): an inline-assembly block that stores the
-//! stack pointer, a resume address and the six callee-saved registers in
-//! the tasklet's record (one cache line), loads another context's and
-//! jumps; the caller-saved registers are declared clobbered, as for a
-//! call. A resume reads the tasklet's stack only for what its own code
-//! keeps in its frame, which for a loop around `be_nice()` or `schedule()`
-//! is usually nothing (see `Exec::light`). The worker
+//! stack pointer, a resume address and three callee-saved registers in
+//! the tasklet's record (the rest of the line its flags share), loads
+//! another context's and jumps; the caller-saved registers and the other
+//! three callee-saved ones are declared clobbered, so the compiler saves
+//! those itself where they are live. A resume reads the tasklet's stack
+//! only for what its own code keeps in its frame, which for a loop around
+//! `be_nice()` or `schedule()` is usually nothing (see `Exec::light`). The worker
 //! loop keeps its context in a [`LoopContext`]; `resume` switches from the
 //! loop onto a tasklet, `Suspender::suspend` back, and
 //! `Suspender::switch_to` from one tasklet straight to another, which
@@ -94,8 +95,10 @@ mod own {
     }
 
     /// A switched-out context: where it resumes, on which stack, and the
-    /// six callee-saved registers: 64 bytes, the first line of the
-    /// tasklet's record (which is line-aligned, with the coroutine first).
+    /// callee-saved registers the switch keeps (`rbx` and `rbp`, which an
+    /// `asm!` block may not name as clobbered, and `r12`): 40 bytes, the
+    /// rest of the record's first line after the park word and the flags
+    /// (see `record.rs`). `r13`–`r15` are declared clobbered instead.
     #[derive(Default)]
     #[repr(C)]
     pub(crate) struct Regs {
@@ -104,20 +107,19 @@ mod own {
         rbx: Cell<usize>,
         rbp: Cell<usize>,
         r12: Cell<usize>,
-        r13: Cell<usize>,
-        r14: Cell<usize>,
-        r15: Cell<usize>,
     }
 
     /// A started tasklet's execution context. It lives in the tasklet's
     /// record (next to what every switch touches anyway), and its address
     /// must not change once [`Coro::suspender`] was taken.
     ///
-    /// The saved registers are the record's first line and the stack
-    /// (whose base is never null, so `Option<Coro>` needs no separate tag)
-    /// starts the second, next to the task's flags: a resume reads two
-    /// adjacent lines of the record, and nothing of the tasklet's stack
-    /// unless its code reloads something from its frame (see `switch`).
+    /// The saved registers end the record's first line, after the task's
+    /// flags; the stack (whose base is never null, so `Option<Coro>` needs
+    /// no separate tag) starts the second. The hot paths know from the
+    /// tasklet's state that the coroutine is there and do not read that
+    /// tag, so a resume reads one line of the record, and nothing of the
+    /// tasklet's stack unless its code reloads something from its frame
+    /// (see `switch`).
     #[repr(C)]
     pub(crate) struct Coro {
         /// The saved context while the tasklet is switched out.
@@ -139,16 +141,22 @@ mod own {
     /// continues it, handing it `arg` (what its own `switch` returns).
     ///
     /// Inline assembly rather than a called function: the stack pointer,
-    /// a resume label in the caller and the six callee-saved registers go
-    /// to `save` (the tasklet's record), nothing is pushed, and every
-    /// caller-saved register is declared clobbered, as a call would. So
-    /// the compiler keeps a switching loop's values in callee-saved
-    /// registers, which live in the record while it is switched out, and
-    /// a resume reads the tasklet's stack only for what its code keeps in
-    /// its frame: among thousands of tasklets each stack top is a page of
-    /// its own, and reaching it costs a page-table walk as well as the
-    /// line. MXCSR and the x87 control word are not switched: nothing here
-    /// changes them.
+    /// a resume label in the caller and `rbx`, `rbp` and `r12` go to
+    /// `save` (the tasklet's record), nothing is pushed, and every
+    /// caller-saved register is declared clobbered, as a call would, and
+    /// so are `r13`–`r15`. So the compiler keeps up to three of a switching
+    /// loop's values in registers that live in the record while it is
+    /// switched out, and a resume reads the tasklet's stack only for what
+    /// its code keeps in its frame beyond those: among thousands of
+    /// tasklets each stack top is a page of its own, and reaching it costs
+    /// a page-table walk as well as the line. (Keeping all six made the
+    /// registers a line of their own, so a resume read two record lines;
+    /// a loop around `be_nice()` keeps two or three values, and a frame of
+    /// 10,000 nice tasklets misses 2.8 instead of 3.8 L1 lines per
+    /// tasklet in cachegrind.) The function around a switch saves
+    /// `r13`–`r15` in its prologue if it uses them, as for any call. MXCSR
+    /// and the x87 control word are not switched: nothing here changes
+    /// them.
     ///
     /// The other context is continued with an indirect jump, which the
     /// predictor learns per site (a `ret` would be predicted to return to
@@ -164,9 +172,10 @@ mod own {
     unsafe fn switch(save: &Regs, to: &Regs, arg: usize) -> usize {
         let ret: usize;
         // SAFETY: per the contract above. The stores go to `save` only;
-        // when something resumes it, the stack pointer and the callee-saved
-        // registers are what they were here and `rdx` holds its argument;
-        // every caller-saved register is declared clobbered.
+        // when something resumes it, the stack pointer, `rbx`, `rbp` and
+        // `r12` are what they were here and `rdx` holds its argument; every
+        // register a call may change is declared clobbered, and so are
+        // `r13`-`r15`.
         unsafe {
             core::arch::asm!(
                 "lea rax, [rip + 2f]",
@@ -175,21 +184,18 @@ mod own {
                 "mov [rdi + 16], rbx",
                 "mov [rdi + 24], rbp",
                 "mov [rdi + 32], r12",
-                "mov [rdi + 40], r13",
-                "mov [rdi + 48], r14",
-                "mov [rdi + 56], r15",
                 "mov rsp, [rsi]",
                 "mov rbx, [rsi + 16]",
                 "mov rbp, [rsi + 24]",
                 "mov r12, [rsi + 32]",
-                "mov r13, [rsi + 40]",
-                "mov r14, [rsi + 48]",
-                "mov r15, [rsi + 56]",
                 "jmp qword ptr [rsi + 8]",
                 "2:",
                 in("rdi") save as *const Regs,
                 in("rsi") to as *const Regs,
                 inout("rdx") arg => ret,
+                out("r13") _,
+                out("r14") _,
+                out("r15") _,
                 clobber_abi("sysv64"),
             );
         }

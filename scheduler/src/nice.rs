@@ -35,9 +35,9 @@ impl WorkerLocal {
     /// The common case (a tasklet at the head of the ring, room on the
     /// list, no shutdown) makes no call from the caller's code to the
     /// switch, and after it reads the worker afresh: nothing of ours is
-    /// live across a call or the switch, so the caller's own values stay in
-    /// callee-saved registers (saved in the record while it is switched
-    /// out) instead of its stack frame. Among thousands of nice tasklets, a
+    /// live across a call or the switch, so up to three of the caller's
+    /// own values stay in the registers the switch saves in the record
+    /// instead of its stack frame. Among thousands of nice tasklets, a
     /// resume that reads nothing from the stack saves a page-table walk
     /// and a cache line each.
     #[inline(always)]
@@ -204,7 +204,7 @@ impl WorkerLocal {
             // tasklets it is rarely still cached: fetch the one a few
             // entries ahead while this one is handled.
             if let Some(ahead) = entries.as_slice().get(ROUND_PREFETCH_DISTANCE) {
-                crate::sync::prefetch_write(ahead.task.flags_line());
+                crate::sync::prefetch_write(ahead.task.hot_line());
             }
             let Some(e) = entries.next() else { break };
             // SAFETY: nice entries are tasklets homed here.

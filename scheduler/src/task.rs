@@ -159,12 +159,9 @@ impl JoinState {
 /// The shared record of one tasklet. See the module docs for the state machine.
 #[repr(C)]
 pub(crate) struct Task {
-    /// The coroutine (home worker only). With our own switch its saved
-    /// registers are the record's first line and its stack starts the
-    /// second, with the fields below: a resume reads those two lines, and
-    /// a nice round writes the second (see `record.rs`).
-    pub(crate) coro: UnsafeCell<Option<Coro>>,
-    // Hot: touched on every resume (kept together).
+    // Hot: touched on every resume, and written by a nice round: with the
+    // coroutine's saved registers they are the record's first line (see
+    // `record.rs`).
     pub(crate) park: AtomicU64,
     pub(crate) home: AtomicUsize,
     pub(crate) life: AtomicU8,
@@ -173,6 +170,9 @@ pub(crate) struct Task {
     pub(crate) is_main: bool,
     /// Home-worker-only execution state (its flags).
     pub(crate) exec: UnsafeCell<Exec>,
+    /// The coroutine (home worker only). With our own switch its saved
+    /// registers end the first line and its stack starts the second.
+    pub(crate) coro: UnsafeCell<Option<Coro>>,
     // Cold.
     /// 0 while it runs; 1 once it returned or was killed; 2 once it ended
     /// otherwise (details in `join`). Lets `join` and a joiner-less finish
@@ -197,7 +197,7 @@ pub(crate) struct Task {
 
 /// State only the home worker thread touches once the tasklet has started:
 /// the flags a nice round writes, and (outside our own switch) the way out.
-/// Five bytes with our own switch.
+/// Four bytes with our own switch.
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct Exec {
@@ -205,8 +205,6 @@ pub(crate) struct Exec {
     pub(crate) in_ring: bool,
     /// Set while the tasklet waits on the nice queue.
     pub(crate) nice: bool,
-    /// Set while the tasklet is inside its own `run()` (a watchdog).
-    pub(crate) watchdog: bool,
     /// Set while the tasklet has a live timer.
     pub(crate) timed: bool,
     /// Set when it switched out from a suspension inlined into its own
@@ -215,8 +213,9 @@ pub(crate) struct Exec {
     /// line, so the worker does not prefetch one. Cleared when it is
     /// switched to.
     ///
-    /// A heuristic: a loop that calls them directly (at any depth) reads
-    /// no stack line when resumed, and among 10,000 tasklets skipping the
+    /// A heuristic: a loop that calls them directly (at any depth) and
+    /// keeps at most three values across them (the registers the switch
+    /// saves in the record) reads no stack line when resumed, and among 10,000 tasklets skipping the
     /// prefetch takes a resume from ~48 to ~31 ns (a probe); a function
     /// that calls them last and then returns reads its frame at once, and
     /// pays ~67 instead of ~56 ns for the missing prefetch.
@@ -260,13 +259,13 @@ fn next_id() -> u64 {
 }
 
 impl Task {
-    /// The first byte of the record's second cache line: the park word,
-    /// `home` and the flags, which a switch reads after the saved registers
-    /// and a nice round writes (the layout test in `record.rs` keeps them
-    /// there). For prefetching; never dereferenced.
+    /// The record's first cache line: the park word, `home`, the flags and
+    /// the saved registers, all that a switch reads and a nice round
+    /// writes (the layout test in `record.rs` keeps them there). For
+    /// prefetching; never dereferenced.
     #[inline(always)]
-    pub(crate) fn flags_line(&self) -> *const u8 {
-        (self as *const Task as *const u8).wrapping_add(64)
+    pub(crate) fn hot_line(&self) -> *const u8 {
+        self as *const Task as *const u8
     }
 
     #[allow(clippy::new_ret_no_self)] // a record is only ever made shared

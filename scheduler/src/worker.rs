@@ -654,19 +654,28 @@ impl WorkerLocal {
             use crate::sync::prefetch;
             let ring = self.ring();
             if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
-                // What a switch touches (the saved registers, then the
-                // flags) is its record's first two lines (see `record.rs`).
-                prefetch(&**far as *const Task as *const u8);
-                prefetch(far.flags_line());
+                // What a switch touches (the flags, then the saved
+                // registers) is its record's first line (see `record.rs`).
+                prefetch(far.hot_line());
             }
             #[cfg(own_switch)]
             if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE).filter(|t| {
-                // SAFETY: `exec` belongs to this thread, and is read only
-                // for a hint (a stale value does no harm).
-                !unsafe { t.exec() }.light
+                // A started tasklet of ours (a stale entry of one a thief
+                // took is not), not main (which has no coroutine); `exec`
+                // is then this thread's, and read only for a hint.
+                t.home.load(Ordering::Relaxed) == self.index
+                    && !t.is_main
+                    && t.life() == life::ALIVE
+                    // SAFETY: per the above.
+                    && !unsafe { t.exec() }.light
             }) {
-                // SAFETY: as above, for `coro`.
-                let sp = unsafe { (*next.coro.get()).as_ref().map_or(0, Coro::saved_sp) };
+                // SAFETY: `next` is started and homed here, so its
+                // coroutine is set, and only this thread touches it. (Its
+                // `Option` tag is in the record's second line: not read.)
+                let sp = unsafe {
+                    debug_assert!((*next.coro.get()).is_some());
+                    (*next.coro.get()).as_ref().unwrap_unchecked().saved_sp()
+                };
                 if sp != 0 {
                     // The registers are in the record; what the tasklet
                     // reads from its stack when resumed is what its frames
@@ -891,12 +900,16 @@ impl WorkerLocal {
                     s.switch_to_main();
                     return;
                 }
-                // SAFETY: `next` is started, homed here and switched
-                // out, so its coroutine is set and only read here.
-                if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
-                    s.switch_to(c);
-                    return;
-                }
+                // SAFETY: `direct_successor` saw `next` alive, homed here
+                // and not main, and it is switched out, so its coroutine is
+                // set and only read here. (Its `Option` tag is in the
+                // record's second line: not read.)
+                let c = unsafe {
+                    debug_assert!((*next.coro.get()).is_some());
+                    (*next.coro.get()).as_ref().unwrap_unchecked()
+                };
+                s.switch_to(c);
+                return;
             }
             s.suspend();
         }
@@ -912,11 +925,14 @@ impl WorkerLocal {
             // SAFETY: `coro` is home-worker-only and we are on the home
             // worker, running on that very coroutine, which `start` put in
             // its final place before resuming it; only `finish` takes it,
-            // after its body returned.
+            // after its body returned. So it is set (and its `Option` tag,
+            // in the record's second line, need not be read).
             unsafe {
+                debug_assert!((*cur.coro.get()).is_some());
                 (*cur.coro.get())
                     .as_ref()
-                    .and_then(|c| c.suspender(&self.loop_ctx))
+                    .unwrap_unchecked()
+                    .suspender(&self.loop_ctx)
             }
         }
         #[cfg(not(own_switch))]
@@ -1061,8 +1077,6 @@ impl WorkerLocal {
         let me = self.current_task();
         self.leave_ring_current();
         self.watchdogs().push(me.clone());
-        // SAFETY: the running tasklet is homed here.
-        unsafe { me.exec().watchdog = true };
         self.ws()
             .watchdogs
             .store(self.watchdogs().len(), Ordering::SeqCst);
@@ -1073,8 +1087,6 @@ impl WorkerLocal {
                 if let Some(pos) = wd.iter().rposition(|t| TaskRef::ptr_eq(t, &self.1)) {
                     wd.remove(pos);
                 }
-                // SAFETY: the tasklet is homed here and running.
-                unsafe { self.1.exec().watchdog = false };
                 self.0.ws().watchdogs.store(wd.len(), Ordering::SeqCst);
             }
         }
