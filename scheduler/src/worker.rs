@@ -660,14 +660,15 @@ impl WorkerLocal {
             }
             #[cfg(own_switch)]
             if let Some(next) = ring.get(STACK_PREFETCH_DISTANCE).filter(|t| {
-                // A started tasklet of ours (a stale entry of one a thief
-                // took is not), not main (which has no coroutine); `exec`
-                // is then this thread's, and read only for a hint.
+                // Homed here (a stale entry of a tasklet a thief took is
+                // not), so `exec` is this thread's, read only for a hint;
+                // then a started tasklet, not main (which has no
+                // coroutine). The light test first: it rejects most.
                 t.home.load(Ordering::Relaxed) == self.index
-                    && !t.is_main
-                    && t.life() == life::ALIVE
                     // SAFETY: per the above.
                     && !unsafe { t.exec() }.light
+                    && !t.is_main
+                    && t.life() == life::ALIVE
             }) {
                 // SAFETY: `next` is started and homed here, so its
                 // coroutine is set, and only this thread touches it. (Its
