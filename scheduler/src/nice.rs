@@ -195,31 +195,52 @@ impl WorkerLocal {
     pub(crate) fn run_nice_local(&self, below: u64) -> usize {
         let list = self.nice_list();
         let k = list.partition_point(|e| e.epoch < below);
-        let ring = self.ring();
-        ring.reserve(k);
-        let mut n = 0;
-        let mut entries = list.drain(..k);
-        loop {
+        let len = list.len();
+        let first = list.as_mut_ptr();
+        // The first `k` entries are moved out one by one below. Until the
+        // rest moves down, the list owns none of its entries: a panic
+        // leaks them rather than dropping any twice.
+        // SAFETY: 0 is within the capacity, and nothing needs dropping.
+        unsafe { list.set_len(0) };
+        // SAFETY: `k <= len`, so both stay within the list's buffer.
+        let (end, ahead_end) = unsafe {
+            (
+                first.add(k),
+                first.add(k.saturating_sub(ROUND_PREFETCH_DISTANCE)),
+            )
+        };
+        let mut tail = self.ring().tail(k);
+        // Tasklets whose park ended otherwise, dropped once the list is
+        // whole again (dropping a count may run a tasklet's destructors).
+        let mut stale = Vec::new();
+        let mut at = first;
+        while at != end {
             // Each entry's record is written below, and among thousands of
             // tasklets it is rarely still cached: fetch the one a few
             // entries ahead while this one is handled.
-            if let Some(ahead) = entries.as_slice().get(ROUND_PREFETCH_DISTANCE) {
-                crate::sync::prefetch_write(ahead.task.hot_line());
+            if at < ahead_end {
+                // SAFETY: that entry is below `end` and not moved out yet.
+                let ahead = unsafe { &(*at.add(ROUND_PREFETCH_DISTANCE)).task };
+                crate::sync::prefetch_write(ahead.hot_line());
             }
-            let Some(e) = entries.next() else { break };
+            // SAFETY: `at` is an initialised entry below `end`, and its
+            // task is moved out once (the epoch needs no drop).
+            let t = unsafe { std::ptr::addr_of!((*at).task).read() };
+            // SAFETY: still below `end`.
+            at = unsafe { at.add(1) };
             // SAFETY: nice entries are tasklets homed here.
-            let ex = unsafe { e.task.exec() };
+            let ex = unsafe { t.exec() };
             ex.nice = false;
             // A tasklet has at most one entry: one whose park ended
             // otherwise (a kill, a deadlock answer) is removed by the
             // tasklet when it runs, or dropped here. So a nice-waiting park
             // word means this entry's park.
-            let w = e.task.park.load(Ordering::Relaxed);
+            let w = t.park.load(Ordering::Relaxed);
             if crate::task::word_phase(w) == crate::task::phase::WAITING
                 && crate::task::word_reason(w) == NICE_MARK
             {
                 // Only this worker claims a nice park: plain stores suffice.
-                e.task.park.store(
+                t.park.store(
                     crate::task::park_word(
                         crate::task::word_seq(w),
                         crate::task::phase::WOKEN,
@@ -228,13 +249,23 @@ impl WorkerLocal {
                     Ordering::Release,
                 );
                 ex.in_ring = true;
-                e.task.queued.store(true, Ordering::Release);
-                ring.push_back(e.task);
-                n += 1;
+                t.queued.store(true, Ordering::Release);
+                // SAFETY: at most `k` are appended, one per entry.
+                unsafe { tail.push(t) };
+            } else {
+                stale.push(t);
             }
         }
-        drop(entries);
+        let n = tail.pushed();
+        drop(tail);
+        // SAFETY: entries `k..len` are initialised and untouched; moved
+        // down to the front, they are the list.
+        unsafe {
+            std::ptr::copy(end, first, len - k);
+            list.set_len(len - k);
+        }
         self.ws().nice_len.store(list.len(), Ordering::Relaxed);
+        drop(stale);
         n
     }
 }

@@ -86,6 +86,23 @@ impl RunQueue {
         }
     }
 
+    /// Room for `n` more entries at the tail, filled through the returned
+    /// [`Tail`] without a capacity check each (a nice round appends
+    /// thousands at once). They count as entries once the `Tail` is gone.
+    #[inline(always)]
+    pub(crate) fn tail(&mut self, n: usize) -> Tail<'_> {
+        self.reserve(n);
+        let start = self.head.wrapping_add(self.len);
+        Tail {
+            slots: self.slots.as_mut_ptr(),
+            mask: self.mask,
+            start,
+            next: start,
+            end: start.wrapping_add(n),
+            queue: self,
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn push_back(&mut self, t: TaskRef) {
         if self.len == self.slots.len() {
@@ -216,6 +233,53 @@ fn uninit_slots(cap: usize) -> Box<[MaybeUninit<TaskRef>]> {
     (0..cap).map(|_| MaybeUninit::uninit()).collect()
 }
 
+/// Appends up to the `n` entries asked of [`RunQueue::tail`]: its fields
+/// stay in registers while a loop fills it, and the queue's length is set
+/// once, when it is dropped.
+pub(crate) struct Tail<'a> {
+    queue: &'a mut RunQueue,
+    slots: *mut MaybeUninit<TaskRef>,
+    mask: usize,
+    /// Positions (unmasked): the first appended, the next, and one past
+    /// the room.
+    start: usize,
+    next: usize,
+    end: usize,
+}
+
+impl Tail<'_> {
+    /// Appends `t`.
+    ///
+    /// # Safety
+    ///
+    /// At most the `n` entries asked of `tail` are appended.
+    #[inline(always)]
+    pub(crate) unsafe fn push(&mut self, t: TaskRef) {
+        debug_assert!(self.next != self.end, "RunQueue::tail overfilled");
+        // SAFETY: `tail` reserved `n` free slots after the live ones and,
+        // per the contract, this is one of them; `mask` bounds the index,
+        // as in `slot`.
+        unsafe {
+            self.slots
+                .add(self.next & self.mask)
+                .write(MaybeUninit::new(t))
+        };
+        self.next = self.next.wrapping_add(1);
+    }
+
+    /// How many were appended so far.
+    #[inline(always)]
+    pub(crate) fn pushed(&self) -> usize {
+        self.next.wrapping_sub(self.start)
+    }
+}
+
+impl Drop for Tail<'_> {
+    fn drop(&mut self) {
+        self.queue.len += self.pushed();
+    }
+}
+
 impl Drop for RunQueue {
     fn drop(&mut self) {
         self.clear();
@@ -267,6 +331,17 @@ mod tests {
                 9 if !model.is_empty() => {
                     q.rotate_one();
                     model.rotate_left(1);
+                }
+                10 if model.len() < 27 => {
+                    // What a nice round does: room for up to three, some used.
+                    let mut tail = q.tail(3);
+                    for j in 0..step % 4 % 3 + 1 {
+                        let k = (step + j) % all.len();
+                        // SAFETY: at most three, as asked.
+                        unsafe { tail.push(all[k].clone()) };
+                        model.push_back(k);
+                    }
+                    drop(tail);
                 }
                 _ => {}
             }
