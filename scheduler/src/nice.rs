@@ -64,7 +64,8 @@ impl WorkerLocal {
         cur.queued.store(false, Ordering::Release);
         // `ex` is not used past here: `join_nice_list` borrows the flags
         // afresh.
-        self.join_nice_list(cur, me);
+        // SAFETY: the list has room (`common`).
+        unsafe { self.join_nice_list(cur, me) };
         self.switch_out_tasklet(cur);
         Self::nice_resumed();
     }
@@ -83,17 +84,22 @@ impl WorkerLocal {
             return;
         };
         self.nice_list().reserve(1);
-        self.join_nice_list(cur, me);
+        // SAFETY: the list has room (just reserved).
+        unsafe { self.join_nice_list(cur, me) };
         self.switch_out_raw();
         Self::nice_resumed();
     }
 
     /// Puts the running tasklet `cur` (already out of the ring; `me` is
     /// the ring's reference) on this worker's nice list, for the next
-    /// round. The list has room (both callers see to it), so this makes
-    /// no call.
+    /// round. Makes no call.
+    ///
+    /// # Safety
+    ///
+    /// The list has room for one more entry (its length is below its
+    /// capacity).
     #[inline(always)]
-    fn join_nice_list(&self, cur: &Task, me: TaskRef) {
+    unsafe fn join_nice_list(&self, cur: &Task, me: TaskRef) {
         let w = cur.park.load(Ordering::Relaxed);
         let seq = crate::task::word_seq(w).wrapping_add(1) & ((1 << 56) - 1);
         cur.park.store(
@@ -103,9 +109,9 @@ impl WorkerLocal {
         let epoch = self.shared.nice_epoch.load(Ordering::SeqCst);
         let list = self.nice_list();
         let len = list.len();
-        assert!(len < list.capacity());
-        // SAFETY: slot `len` is within the capacity (just asserted) and
-        // past the initialised part; it is written before the length
+        debug_assert!(len < list.capacity());
+        // SAFETY: slot `len` is within the capacity (the caller's promise)
+        // and past the initialised part; it is written before the length
         // covers it.
         unsafe {
             list.as_mut_ptr()
