@@ -6,11 +6,17 @@
 //!     [--runs N] [--json PATH] [--timeout SECS]
 //! ```
 //!
-//! Each cell (workload, system, workers) runs in a child process (this binary
-//! re-executed with `--child WORKLOAD SYSTEM WORKERS`): may's configuration is
-//! global and can be set only once per process, `blocked_memory` needs a fresh
-//! process per run, and a crash or hang of one system cannot take the others
-//! down. The child prints one value per run; the table shows the median.
+//! Each run of a cell (workload, system, workers) is a child process (this
+//! binary re-executed with `--child WORKLOAD SYSTEM WORKERS`): may's
+//! configuration is global and can be set only once per process,
+//! `blocked_memory` needs a fresh process per run, and a crash or hang of one
+//! system cannot take the others down. The child prints one value per run;
+//! the parent asks for two and keeps the second (the first warms the pools
+//! and caches up, as in a program that has been running a while), except for
+//! `blocked_memory`, which measures a fresh process. A workload's cells (all
+//! worker counts and systems) take their `--runs` runs in turns, so a slow
+//! stretch of the shared host lands on all of them rather than on every run
+//! of one cell; the table shows each cell's median.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -207,7 +213,8 @@ fn parent(o: Opts) -> ExitCode {
     eprintln!("calibrating the skewed spin loop ...");
     let sz = sizes(&o);
     println!(
-        "sizes: {} (median of {runs} runs); skewed item = {} spin iterations (~{} us)",
+        "sizes: {} (median of {runs} runs, each after a warm-up run in its own process, \
+         a workload's cells taking turns); skewed item = {} spin iterations (~{} us)",
         if o.quick { "--quick" } else { "full" },
         sz.spin_iters,
         SKEWED_ITEM.as_micros()
@@ -237,7 +244,10 @@ fn parent(o: Opts) -> ExitCode {
         }
     }
 
-    let mut cells = Vec::new();
+    // Cells grouped by workload: a workload's cells (every worker count
+    // and system) take their runs in turns, so that a slow stretch of the
+    // host falls on all of them rather than on every run of one cell.
+    let mut groups: Vec<Vec<(Workload, System, usize)>> = Vec::new();
     for &w in &o.workloads {
         let ws: Vec<usize> = o
             .workers
@@ -251,12 +261,17 @@ fn parent(o: Opts) -> ExitCode {
                 if w == Workload::PingpongSame { 1 } else { 2 }
             ));
         }
-        for n in ws {
-            for &s in &systems {
-                if s.supports(w) {
-                    cells.push((w, s, n));
-                }
-            }
+        let cells: Vec<_> = ws
+            .iter()
+            .flat_map(|&n| {
+                systems
+                    .iter()
+                    .filter(move |&&s| s.supports(w))
+                    .map(move |&s| (w, s, n))
+            })
+            .collect();
+        if !cells.is_empty() {
+            groups.push(cells);
         }
     }
     let exe = match std::env::current_exe() {
@@ -267,67 +282,87 @@ fn parent(o: Opts) -> ExitCode {
         }
     };
 
+    // One timed run of a cell in a fresh process, after one untimed run
+    // there (so that every run finds warm pools and code, as a long-running
+    // program would); `blocked_memory` measures a fresh process's first run.
+    let one_run = |w: Workload, s: System, n: usize| -> Result<f64, String> {
+        let in_process = if w == Workload::BlockedMemory { 1 } else { 2 };
+        let values = if s == System::Go {
+            let bin = go_bin.as_ref().expect("go was built");
+            go::run(bin, w, n, &sz.for_system(s), in_process, timeout)?
+        } else {
+            let mut cmd = Command::new(&exe);
+            cmd.arg("--child")
+                .arg(w.name())
+                .arg(s.name())
+                .arg(n.to_string())
+                .arg("--runs")
+                .arg(in_process.to_string())
+                .arg("--spin-iters")
+                .arg(sz.spin_iters.to_string());
+            if o.quick {
+                cmd.arg("--quick");
+            }
+            parse_values(&run_command(&mut cmd, timeout)?)?
+        };
+        values
+            .last()
+            .copied()
+            .ok_or_else(|| "the child printed no value".to_string())
+    };
+
+    let ncells: usize = groups.iter().map(Vec::len).sum();
     let mut rows = Vec::new();
     let mut timeouts: BTreeMap<System, usize> = BTreeMap::new();
-    for (i, &(w, s, n)) in cells.iter().enumerate() {
-        eprint!(
-            "[{:>3}/{}] {w:<15} workers={n:<3} {s:<10} ",
-            i + 1,
-            cells.len()
-        );
-        let t0 = Instant::now();
-        let timed_out = timeouts.get(&s).copied().unwrap_or(0);
-        let values = if timed_out >= MAX_TIMEOUTS {
-            Err(format!("skipped: timed out {timed_out} times already"))
-        } else if s == System::Go {
-            let bin = go_bin.as_ref().expect("go was built");
-            go::run(bin, w, n, &sz.for_system(s), runs, timeout)
-        } else {
-            let child = |r: usize| {
-                let mut cmd = Command::new(&exe);
-                cmd.arg("--child")
-                    .arg(w.name())
-                    .arg(s.name())
-                    .arg(n.to_string())
-                    .arg("--runs")
-                    .arg(r.to_string())
-                    .arg("--spin-iters")
-                    .arg(sz.spin_iters.to_string());
-                if o.quick {
-                    cmd.arg("--quick");
+    for cells in &groups {
+        let mut values: Vec<Result<Vec<f64>, String>> = vec![Ok(Vec::new()); cells.len()];
+        let mut spent = vec![Duration::ZERO; cells.len()];
+        for round in 0..runs {
+            // Each round starts one cell further on, so no cell always
+            // runs right after the same neighbour.
+            for k in 0..cells.len() {
+                let i = (k + round) % cells.len();
+                let (w, s, n) = cells[i];
+                let Ok(v) = &mut values[i] else { continue };
+                let timed_out = timeouts.get(&s).copied().unwrap_or(0);
+                if timed_out >= MAX_TIMEOUTS {
+                    values[i] = Err(format!("skipped: timed out {timed_out} times already"));
+                    continue;
                 }
-                run_command(&mut cmd, timeout).and_then(|out| parse_values(&out))
-            };
-            if w == Workload::BlockedMemory {
-                // A fresh process per run: freed memory is not given back.
-                (0..runs).try_fold(Vec::new(), |mut acc, _| {
-                    acc.extend(child(1)?);
-                    Ok(acc)
-                })
-            } else {
-                child(runs)
-            }
-        };
-        match &values {
-            Ok(v) => eprintln!(
-                "{} {} ({:.1} s)",
-                median(v).map_or("-".into(), fmt_value),
-                w.unit(),
-                t0.elapsed().as_secs_f64()
-            ),
-            Err(e) => {
-                if e.contains("timed out after") {
-                    *timeouts.entry(s).or_default() += 1;
+                let t0 = Instant::now();
+                match one_run(w, s, n) {
+                    Ok(x) => v.push(x),
+                    Err(e) => {
+                        if e.contains("timed out after") {
+                            *timeouts.entry(s).or_default() += 1;
+                        }
+                        values[i] = Err(e);
+                    }
                 }
-                eprintln!("failed: {e}");
+                spent[i] += t0.elapsed();
             }
         }
-        rows.push(Row {
-            workload: w,
-            system: s,
-            workers: n,
-            values,
-        });
+        for (i, (&(w, s, n), values)) in cells.iter().zip(values).enumerate() {
+            eprint!(
+                "[{:>3}/{ncells}] {w:<15} workers={n:<3} {s:<10} ",
+                rows.len() + 1
+            );
+            match &values {
+                Ok(v) => eprintln!(
+                    "{} {} ({:.1} s)",
+                    median(v).map_or("-".into(), fmt_value),
+                    w.unit(),
+                    spent[i].as_secs_f64()
+                ),
+                Err(e) => eprintln!("failed: {e}"),
+            }
+            rows.push(Row {
+                workload: w,
+                system: s,
+                workers: n,
+                values,
+            });
+        }
     }
 
     print_table(&rows);
