@@ -46,17 +46,14 @@ impl WorkerLocal {
         let list = self.nice_list();
         // SAFETY: the running tasklet is homed here.
         let ex = unsafe { cur.exec() };
-        let ring = self.ring();
         let common = !cur.is_main
             && ex.in_ring
             && list.len() < list.capacity()
-            && ring.front().is_some_and(|h| std::ptr::eq(&**h, cur))
             && !self.shared.is_shutdown();
-        if !common {
+        // The tasklet leaves the ring's head, where it runs (unless its own
+        // code moved it: then the slow path sorts it out).
+        let Some(me) = common.then(|| self.ring().pop_front_if(cur)).flatten() else {
             self.be_nice_slow();
-            return;
-        }
-        let Some(me) = ring.pop_front() else {
             return;
         };
         ex.in_ring = false;

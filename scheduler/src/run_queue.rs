@@ -137,6 +137,26 @@ impl RunQueue {
         Some(t)
     }
 
+    /// Removes the head if it is `t` (the running tasklet leaving the
+    /// ring): one look at the head for both the test and the removal.
+    #[inline(always)]
+    pub(crate) fn pop_front_if(&mut self, t: &crate::task::Task) -> Option<TaskRef> {
+        if self.len == 0 {
+            return None;
+        }
+        let head = self.slot(0);
+        // SAFETY: the head slot is initialised (`len > 0`).
+        if !std::ptr::eq(unsafe { &**head }, t) {
+            return None;
+        }
+        // SAFETY: as above; it leaves the live range below, so it is read
+        // exactly once.
+        let e = unsafe { head.read() };
+        self.head = (self.head + 1) & self.mask;
+        self.len -= 1;
+        Some(e)
+    }
+
     /// Moves the head to the tail (what `schedule()` does), without a
     /// growth check: the slot the head leaves is the one the tail needs
     /// when the ring is full, or a free one past the tail otherwise.
@@ -313,6 +333,13 @@ mod tests {
                 4 if model.len() < 30 => {
                     q.push_front(t.clone());
                     model.push_front(step % all.len());
+                }
+                6 if !model.is_empty() && step % 3 == 0 => {
+                    // Only the head is taken, and only by its own task.
+                    let other = (model[0] + 1) % all.len();
+                    assert!(q.pop_front_if(&all[other]).is_none());
+                    let got = q.pop_front_if(&all[model[0]]).map(|t| ids_of(&t, &all));
+                    assert_eq!(got, model.pop_front());
                 }
                 5 | 6 => {
                     let got = q.pop_front().map(|t| ids_of(&t, &all));
