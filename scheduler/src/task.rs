@@ -215,10 +215,12 @@ pub(crate) struct Exec {
     ///
     /// A heuristic: a loop that calls them directly (at any depth) and
     /// keeps at most three values across them (the registers the switch
-    /// saves in the record) reads no stack line when resumed, and among 10,000 tasklets skipping the
-    /// prefetch takes a resume from ~48 to ~31 ns (a probe); a function
-    /// that calls them last and then returns reads its frame at once, and
-    /// pays ~67 instead of ~56 ns for the missing prefetch.
+    /// saves in the record) reads no stack line when resumed, and among
+    /// 10,000 tasklets skipping the prefetch takes a resume from ~48 to
+    /// ~31 ns (a probe); a function that calls them last and then returns,
+    /// or a loop that keeps more values (spilled to its frame), reads its
+    /// frame at once, and pays ~67 instead of ~56 ns for the missing
+    /// prefetch.
     pub(crate) light: bool,
     /// What the running tasklet switches out with: handed to its body by
     /// corosensei and loom. With our own switch it is the coroutine itself
