@@ -3,14 +3,14 @@
 //! On x86-64 Linux a tasklet runs on a pooled guard-paged stack through our
 //! own switch (`own` below): an inline-assembly block that stores the
 //! stack pointer, a resume address and three callee-saved registers in
-//! the tasklet's record (the rest of the line its flags share), loads
+//! the tasklet's record (in the line that also holds its flags), loads
 //! another context's and jumps; the caller-saved registers and the other
 //! three callee-saved ones are declared clobbered, so the compiler saves
 //! those itself where they are live. A resume reads the tasklet's stack
 //! only for what its own code keeps in its frame, which for a loop around
-//! `be_nice()` or `schedule()` is usually nothing (see `Exec::light`). The worker
-//! loop keeps its context in a [`LoopContext`]; `resume` switches from the
-//! loop onto a tasklet, `Suspender::suspend` back, and
+//! `be_nice()` or `schedule()` is usually nothing (see `Exec::light`). The
+//! worker loop keeps its context in a [`LoopContext`]; `resume` switches
+//! from the loop onto a tasklet, `Suspender::suspend` back, and
 //! `Suspender::switch_to` from one tasklet straight to another, which
 //! saves the loop's half of every hop (the worker uses it when the next
 //! tasklet is already started and nothing else needs the loop).
