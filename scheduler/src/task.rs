@@ -320,6 +320,23 @@ impl Task {
         unsafe { &mut *self.exec.get() }
     }
 
+    /// The coroutine of a started tasklet whose body has not returned,
+    /// without reading `Option<Coro>`'s tag (in the record's second line:
+    /// the hot paths touch only the first).
+    ///
+    /// # Safety
+    /// As for [`Task::exec`]; and the tasklet is started (`start` set its
+    /// coroutine) and not finished (only `finish` takes it).
+    #[inline(always)]
+    pub(crate) unsafe fn started_coro(&self) -> &Coro {
+        // SAFETY: the coroutine is set (per the contract) and only this
+        // thread writes it.
+        unsafe {
+            debug_assert!((*self.coro.get()).is_some());
+            (*self.coro.get()).as_ref().unwrap_unchecked()
+        }
+    }
+
     /// Its index in the home worker's registry.
     ///
     /// # Safety

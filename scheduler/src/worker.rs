@@ -670,13 +670,9 @@ impl WorkerLocal {
                     && !t.is_main
                     && t.life() == life::ALIVE
             }) {
-                // SAFETY: `next` is started and homed here, so its
-                // coroutine is set, and only this thread touches it. (Its
-                // `Option` tag is in the record's second line: not read.)
-                let sp = unsafe {
-                    debug_assert!((*next.coro.get()).is_some());
-                    (*next.coro.get()).as_ref().unwrap_unchecked().saved_sp()
-                };
+                // SAFETY: `next` is homed here, started and not running
+                // (so not finished).
+                let sp = unsafe { next.started_coro() }.saved_sp();
                 if sp != 0 {
                     // The registers are in the record; what the tasklet
                     // reads from its stack when resumed is what its frames
@@ -902,14 +898,8 @@ impl WorkerLocal {
                     return;
                 }
                 // SAFETY: `direct_successor` saw `next` alive, homed here
-                // and not main, and it is switched out, so its coroutine is
-                // set and only read here. (Its `Option` tag is in the
-                // record's second line: not read.)
-                let c = unsafe {
-                    debug_assert!((*next.coro.get()).is_some());
-                    (*next.coro.get()).as_ref().unwrap_unchecked()
-                };
-                s.switch_to(c);
+                // and not main, and it is switched out (so not finished).
+                s.switch_to(unsafe { next.started_coro() });
                 return;
             }
             s.suspend();
@@ -923,18 +913,10 @@ impl WorkerLocal {
     fn suspender(&self, cur: &Task) -> Option<Suspender> {
         #[cfg(own_switch)]
         {
-            // SAFETY: `coro` is home-worker-only and we are on the home
-            // worker, running on that very coroutine, which `start` put in
-            // its final place before resuming it; only `finish` takes it,
-            // after its body returned. So it is set (and its `Option` tag,
-            // in the record's second line, need not be read).
-            unsafe {
-                debug_assert!((*cur.coro.get()).is_some());
-                (*cur.coro.get())
-                    .as_ref()
-                    .unwrap_unchecked()
-                    .suspender(&self.loop_ctx)
-            }
+            // SAFETY: we are on the home worker, running on that very
+            // coroutine, which `start` put in its final place before
+            // resuming it; `finish` takes it only after its body returned.
+            unsafe { cur.started_coro() }.suspender(&self.loop_ctx)
         }
         #[cfg(not(own_switch))]
         {
