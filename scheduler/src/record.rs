@@ -77,10 +77,16 @@ unsafe impl Send for TaskRef {}
 unsafe impl Sync for TaskRef {}
 
 impl TaskRef {
-    /// A new record holding `task`, with one reference.
-    #[inline]
-    pub(crate) fn new(task: Task) -> TaskRef {
+    /// A new record holding what `make` returns, with one reference.
+    ///
+    /// The memory is taken first and the task made after, so that it is
+    /// built where it stays: a task passed by value is made before the
+    /// call that finds its memory, so on the stack, then copied (a
+    /// `memcpy` of the whole record per spawn).
+    #[inline(always)]
+    pub(crate) fn new_with(make: impl FnOnce() -> Task) -> TaskRef {
         let rec = take_free().unwrap_or_else(fresh);
+        let task = make();
         // SAFETY: `rec` is a free, properly aligned allocation for a
         // `Record` that nothing else refers to (it came off a free list or
         // from the allocator).

@@ -286,7 +286,7 @@ impl Task {
 
     #[inline(always)]
     fn record(body: Option<Body>, is_main: bool, life: u8, shared: *mut Shared) -> TaskRef {
-        TaskRef::new(Task {
+        let make = || Task {
             id: next_id(),
             is_main,
             life: AtomicU8::new(life),
@@ -305,7 +305,11 @@ impl Task {
                 failure: None,
                 waiters: None,
             }),
-        })
+        };
+        #[cfg(loom)]
+        return Arc::new(make());
+        #[cfg(not(loom))]
+        TaskRef::new_with(make)
     }
 
     /// Its `Exec` (home worker only).
