@@ -42,6 +42,7 @@ use crate::scheduler::Shared;
 use crate::sync::{Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 use std::any::Any;
 use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 
 /// A strong reference to a [`Task`]: `Arc` under loom, otherwise the
 /// pooled handle of [`crate::record`].
@@ -192,7 +193,8 @@ pub(crate) struct Task {
     /// drop it), the tasklet itself on its first resume by that worker, or
     /// the thread whose `setup` CAS made it fresh during shutdown.
     body: crate::sync::UnsafeCell<Option<Body>>,
-    pub(crate) join: Mutex<JoinState>,
+    /// Dropped by `Drop for Task` only when it holds something (see there).
+    pub(crate) join: ManuallyDrop<Mutex<JoinState>>,
 }
 
 /// State only the home worker thread touches once the tasklet has started:
@@ -301,10 +303,10 @@ impl Task {
             exec: UnsafeCell::new(Exec::default()),
             slot: UnsafeCell::new(0),
             coro: UnsafeCell::new(None),
-            join: Mutex::new(JoinState {
+            join: ManuallyDrop::new(Mutex::new(JoinState {
                 failure: None,
                 waiters: None,
-            }),
+            })),
         };
         #[cfg(loom)]
         return Arc::new(make());
@@ -596,6 +598,21 @@ impl Drop for Task {
             // SAFETY: the pointer came from `Arc::into_raw` in `bind_shared`
             // and this is the only place its count is given back.
             unsafe { drop(Arc::from_raw(p as *const Shared)) };
+        }
+        // The joiners' side rarely holds anything (a failure, or joiners
+        // that waited): look before calling its drop, which the compiler
+        // keeps out of line (two calls per spawned tasklet otherwise). On
+        // Linux a std mutex is a futex word that owns nothing, so an empty
+        // one may go undropped; elsewhere it may own a lazily boxed OS lock.
+        let j = self.join.get_mut();
+        let owns_nothing = cfg!(all(
+            not(loom),
+            any(target_os = "linux", target_os = "android")
+        ));
+        if !owns_nothing || j.failure.is_some() || j.waiters.is_some() {
+            // SAFETY: `join` is dropped once, here, and the task is being
+            // dropped, so nothing uses it after.
+            unsafe { ManuallyDrop::drop(&mut self.join) };
         }
     }
 }
