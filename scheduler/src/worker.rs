@@ -821,13 +821,6 @@ impl WorkerLocal {
     #[inline(always)]
     fn enter(&self, next: &Task) {
         self.prefetch_next();
-        self.enter_prefetched(next);
-    }
-
-    /// `enter` once `prefetch_next` has been called (`direct_successor`
-    /// calls it while it still has the ring's fields in registers).
-    #[inline(always)]
-    fn enter_prefetched(&self, next: &Task) {
         // SAFETY: `next` is homed here (or a main tasklet of this worker)
         // and is not running.
         unsafe { next.exec() }.light = false;
@@ -841,11 +834,8 @@ impl WorkerLocal {
     /// The tasklet that the running one may switch to directly, bypassing
     /// the loop: the ring's head when it is a started tasklet of ours and
     /// the loop has nothing to do first (no signal, timers not due).
-    ///
-    /// With it, whether it is a main tasklet (read here once: the stores
-    /// of `enter` would make the compiler read it again).
     #[inline(always)]
-    fn direct_successor(&self, cur: &Task) -> Option<(&Task, bool)> {
+    fn direct_successor(&self, cur: &Task) -> Option<&Task> {
         if !DIRECT_SWITCH || self.ws().signal.load(Ordering::Relaxed) != 0 {
             return None;
         }
@@ -857,28 +847,20 @@ impl WorkerLocal {
         if std::ptr::eq(head, cur) {
             return None;
         }
-        let is_main = head.is_main;
-        if is_main {
+        if head.is_main {
             // Main can be switched to only when it switched out directly
             // (otherwise it is inside the loop, which returns to it).
             if self.loop_ctx.in_loop() {
                 return None;
             }
-        } else if head.home.load(Ordering::Relaxed) != self.index
-            || head.life.load(Ordering::Relaxed) != life::ALIVE
-        {
-            // Relaxed suffices: a tasklet homed here was pinned, started
-            // and (when it ends) marked dead by this thread, which reads
-            // its own last stores.
+        } else if head.home.load(Ordering::Acquire) != self.index || head.life() != life::ALIVE {
             return None;
         }
-        // Before any store, so that the ring is read once for both.
-        self.prefetch_next();
         self.ticks.set(ticks - 1);
         // SAFETY: the ring holds a count of its head, and the registry (or,
         // for main, this worker's `main`) holds one of every started
         // tasklet until it ends, so the task outlives this switch.
-        Some((unsafe { &*(head as *const Task) }, is_main))
+        Some(unsafe { &*(head as *const Task) })
     }
 
     /// Cleans up after a tasklet whose body returned or unwound. `t` may
@@ -933,9 +915,9 @@ impl WorkerLocal {
     pub(crate) fn switch_out_tasklet(&self, cur: &Task) {
         debug_assert!(!cur.is_main && self.is_current(cur));
         if let Some(s) = self.suspender(cur) {
-            if let Some((next, is_main)) = self.direct_successor(cur) {
-                self.enter_prefetched(next);
-                if is_main {
+            if let Some(next) = self.direct_successor(cur) {
+                self.enter(next);
+                if next.is_main {
                     s.switch_to_main();
                     return;
                 }
@@ -977,11 +959,11 @@ impl WorkerLocal {
     /// again.
     #[inline(always)]
     fn switch_out_main(&self, cur: &Task) {
-        if let Some((next, _)) = self.direct_successor(cur) {
+        if let Some(next) = self.direct_successor(cur) {
             // SAFETY: `next` is started, homed here and switched out, so
             // its coroutine is set and only read here.
             if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
-                self.enter_prefetched(next);
+                self.enter(next);
                 let finished = self.loop_ctx.main_switch_to(c);
                 // A tasklet that switched to main directly made it
                 // current; one that left to the scheduler (or ended) did
