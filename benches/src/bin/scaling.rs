@@ -13,10 +13,12 @@
 //! system cannot take the others down. The child prints one value per run;
 //! the parent asks for two and keeps the second (the first warms the pools
 //! and caches up, as in a program that has been running a while), except for
-//! `blocked_memory`, which measures a fresh process. A workload's cells (all
-//! worker counts and systems) take their `--runs` runs in turns, so a slow
-//! stretch of the shared host lands on all of them rather than on every run
-//! of one cell; the table shows each cell's median.
+//! `blocked_memory`, which measures a fresh process. The `--runs` runs go
+//! round by round: each round runs every cell once (a workload's cells one
+//! after another, each round starting one cell further on), so a cell's runs
+//! are spread over the whole table and a slow stretch of the shared host
+//! (seconds long) lands on one or two runs of many cells rather than on
+//! every run of a few; the table shows each cell's median.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -214,7 +216,7 @@ fn parent(o: Opts) -> ExitCode {
     let sz = sizes(&o);
     println!(
         "sizes: {} (median of {runs} runs, each after a warm-up run in its own process, \
-         a workload's cells taking turns); skewed item = {} spin iterations (~{} us)",
+         one run of every cell per round); skewed item = {} spin iterations (~{} us)",
         if o.quick { "--quick" } else { "full" },
         sz.spin_iters,
         SKEWED_ITEM.as_micros()
@@ -244,9 +246,8 @@ fn parent(o: Opts) -> ExitCode {
         }
     }
 
-    // Cells grouped by workload: a workload's cells (every worker count
-    // and system) take their runs in turns, so that a slow stretch of the
-    // host falls on all of them rather than on every run of one cell.
+    // Cells grouped by workload, in the table's order; the runs below go
+    // round by round over all of them.
     let mut groups: Vec<Vec<(Workload, System, usize)>> = Vec::new();
     for &w in &o.workloads {
         let ws: Vec<usize> = o
@@ -312,21 +313,34 @@ fn parent(o: Opts) -> ExitCode {
     };
 
     let ncells: usize = groups.iter().map(Vec::len).sum();
-    let mut rows = Vec::new();
+    let mut values: Vec<Vec<Result<Vec<f64>, String>>> = groups
+        .iter()
+        .map(|cells| vec![Ok(Vec::new()); cells.len()])
+        .collect();
+    let mut spent: Vec<Vec<Duration>> = groups
+        .iter()
+        .map(|cells| vec![Duration::ZERO; cells.len()])
+        .collect();
     let mut timeouts: BTreeMap<System, usize> = BTreeMap::new();
-    for cells in &groups {
-        let mut values: Vec<Result<Vec<f64>, String>> = vec![Ok(Vec::new()); cells.len()];
-        let mut spent = vec![Duration::ZERO; cells.len()];
-        for round in 0..runs {
+    // Round by round: each round runs every cell once, so a cell's runs
+    // are spread over the whole table and a slow stretch of the host
+    // (seconds long) falls on at most one or two of them.
+    for round in 0..runs {
+        eprintln!(
+            "round {}/{runs} ({ncells} cells, {:.0} s so far) ...",
+            round + 1,
+            started.elapsed().as_secs_f64()
+        );
+        for (g, cells) in groups.iter().enumerate() {
             // Each round starts one cell further on, so no cell always
             // runs right after the same neighbour.
             for k in 0..cells.len() {
                 let i = (k + round) % cells.len();
                 let (w, s, n) = cells[i];
-                let Ok(v) = &mut values[i] else { continue };
+                let Ok(v) = &mut values[g][i] else { continue };
                 let timed_out = timeouts.get(&s).copied().unwrap_or(0);
                 if timed_out >= MAX_TIMEOUTS {
-                    values[i] = Err(format!("skipped: timed out {timed_out} times already"));
+                    values[g][i] = Err(format!("skipped: timed out {timed_out} times already"));
                     continue;
                 }
                 let t0 = Instant::now();
@@ -336,13 +350,16 @@ fn parent(o: Opts) -> ExitCode {
                         if e.contains("timed out after") {
                             *timeouts.entry(s).or_default() += 1;
                         }
-                        values[i] = Err(e);
+                        values[g][i] = Err(e);
                     }
                 }
-                spent[i] += t0.elapsed();
+                spent[g][i] += t0.elapsed();
             }
         }
-        for (i, (&(w, s, n), values)) in cells.iter().zip(values).enumerate() {
+    }
+    let mut rows = Vec::new();
+    for ((cells, values), spent) in groups.iter().zip(values).zip(spent) {
+        for ((&(w, s, n), values), spent) in cells.iter().zip(values).zip(spent) {
             eprint!(
                 "[{:>3}/{ncells}] {w:<15} workers={n:<3} {s:<10} ",
                 rows.len() + 1
@@ -352,7 +369,7 @@ fn parent(o: Opts) -> ExitCode {
                     "{} {} ({:.1} s)",
                     median(v).map_or("-".into(), fmt_value),
                     w.unit(),
-                    spent[i].as_secs_f64()
+                    spent.as_secs_f64()
                 ),
                 Err(e) => eprintln!("failed: {e}"),
             }
