@@ -4,7 +4,7 @@
 //! `Arc<Task>` would do, and is what the loom build uses. Outside loom the
 //! handle is our own for two reasons: where the memory goes, and where the
 //! record sits (see [`Record`]). Records are carved, three lines each,
-//! out of one region of address space reserved at the first spawn (see
+//! out of one region of address space reserved when the first is made (see
 //! [`Region`]), and freed records stay in a pool that gives them out again,
 //! most recently freed first (still in cache). Spawning a burst of
 //! tasklets then writes records that lie side by side, with nothing
