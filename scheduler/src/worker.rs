@@ -88,6 +88,7 @@ fn prefetch_whole_record(t: &Task) {
         crate::sync::prefetch(p.wrapping_add(off));
     }
 }
+
 /// Rounds a worker spends looking for work to steal before sleeping (one
 /// under loom: spinning only multiplies the interleavings to explore).
 pub(crate) const SEARCH_ROUNDS: u32 = if cfg!(loom) { 1 } else { 24 };
