@@ -20,13 +20,15 @@
 //!   empty one takes up to half its capacity from there before it carves
 //!   [`FRESH_BATCH`] new records out of the region. Each of these happens
 //!   once per many records, so the list's lock is off the hot path.
-//! * The region holds [`GLOBAL_KEEP`] records (24 MiB of address space;
-//!   only the pages records were carved from are ever touched). Past that,
-//!   or where the region could not be reserved, records come from the
-//!   allocator one by one, and the process-wide list keeps those only
-//!   while it holds fewer than [`GLOBAL_KEEP`] records in all: the rest go
-//!   back to the allocator. So the pool holds at most what was alive at
-//!   the peak, up to about twice that bound.
+//! * The region holds [`REGION_RECORDS`] records (2^20: 192 MiB of address
+//!   space, of which only the pages records were carved from are ever
+//!   touched). Past that, or where the region could not be reserved,
+//!   records come from the allocator one by one, and the process-wide
+//!   list keeps those only while it holds fewer than [`GLOBAL_KEEP`]
+//!   records in all: the rest go back to the allocator. So the pool holds
+//!   at most what was alive at the peak, up to 192 MiB of carved records
+//!   (what a million tasklets alive at once left; Go keeps its goroutine
+//!   records for good too) and 24 MiB of others.
 //! * A thread that exits hands its cache to the process-wide list; a record
 //!   freed while its thread is being torn down goes there directly.
 //!
@@ -49,9 +51,14 @@ use std::sync::Mutex;
 pub(crate) const LOCAL_CAP: usize = 256;
 /// Records carved (or allocated) at once when no free one is left anywhere.
 const FRESH_BATCH: usize = 32;
-/// Records the region holds, and the free heap records the process-wide
-/// list keeps at most.
+/// Free records the process-wide list keeps, counting those of the region,
+/// before it gives those from the allocator back.
 pub(crate) const GLOBAL_KEEP: usize = 1 << 17;
+/// Records the region holds: a million tasklets alive at once (the full
+/// `spawn` benchmark) are all carved from it. With 2^17, the other 870,000
+/// came from the allocator, and spawning and joining them took 172–297 ns
+/// each instead of 120–168 (6 alternating pairs of runs).
+const REGION_RECORDS: usize = 1 << 20;
 
 /// The allocation behind a [`TaskRef`]: three cache lines, aligned. What a
 /// switch touches is the first (the park word, `home` and the flags, which
@@ -382,7 +389,7 @@ fn refill(local: &mut Vec<FreeRecord>) -> Option<NonNull<Record>> {
     local.pop().map(|r| r.0)
 }
 
-/// The address space records are carved from: [`GLOBAL_KEEP`] records side
+/// The address space records are carved from: [`REGION_RECORDS`] side
 /// by side, reserved (not committed: only the pages carved from are ever
 /// touched) once per process, and never given back.
 struct Region {
@@ -403,7 +410,7 @@ static REGION: std::sync::OnceLock<Option<Region>> = std::sync::OnceLock::new();
 
 impl Region {
     fn reserve() -> Option<Region> {
-        let bytes = GLOBAL_KEEP * size_of::<Record>();
+        let bytes = REGION_RECORDS * size_of::<Record>();
         // SAFETY: a fresh anonymous private mapping, at an address of the
         // kernel's choosing: it overlaps nothing of ours.
         let p = unsafe {
@@ -428,7 +435,7 @@ impl Region {
 
     fn holds(&self, r: NonNull<Record>) -> bool {
         let off = (r.as_ptr() as usize).wrapping_sub(self.base.as_ptr() as usize);
-        off < GLOBAL_KEEP * size_of::<Record>()
+        off < REGION_RECORDS * size_of::<Record>()
     }
 }
 
@@ -440,10 +447,10 @@ fn carve(local: &mut Vec<FreeRecord>) -> bool {
         return false;
     };
     let start = r.next.fetch_add(FRESH_BATCH, Ordering::Relaxed);
-    if start >= GLOBAL_KEEP {
+    if start >= REGION_RECORDS {
         return false;
     }
-    for i in (start..(start + FRESH_BATCH).min(GLOBAL_KEEP)).rev() {
+    for i in (start..(start + FRESH_BATCH).min(REGION_RECORDS)).rev() {
         // SAFETY: `i` is below the region's capacity, so the record lies
         // within the mapping; the counter gives each index out once.
         local.push(FreeRecord(unsafe {
