@@ -365,9 +365,23 @@ fn take_free() -> Option<NonNull<Record>> {
 /// spawning 100,000 tasklets then waits for one record at a time.
 #[inline(always)]
 fn prefetch_for_write(rec: NonNull<Record>) {
-    let p = rec.as_ptr() as *const u8;
-    for off in (0..size_of::<Record>()).step_by(64) {
-        crate::sync::prefetch_write(p.wrapping_add(off));
+    prefetch_lines(rec.as_ptr() as *const u8, 0, crate::sync::prefetch_write);
+}
+
+/// Asks for every line but the first of `t`'s record: what a fresh
+/// tasklet's start and end use besides what a resume reads (the worker
+/// loop asks for the first line earlier, with every record's).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_after_first_line(t: &Task) {
+    prefetch_lines(t.hot_line(), 1, crate::sync::prefetch);
+}
+
+/// Asks for the lines of the record at `p` from line `first` on.
+#[inline(always)]
+fn prefetch_lines(p: *const u8, first: usize, prefetch: fn(*const u8)) {
+    for off in (first * 64..size_of::<Record>()).step_by(64) {
+        prefetch(p.wrapping_add(off));
     }
 }
 
@@ -410,22 +424,7 @@ static REGION: std::sync::OnceLock<Option<Region>> = std::sync::OnceLock::new();
 
 impl Region {
     fn reserve() -> Option<Region> {
-        let bytes = REGION_RECORDS * size_of::<Record>();
-        // SAFETY: a fresh anonymous private mapping, at an address of the
-        // kernel's choosing: it overlaps nothing of ours.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
+        let p = crate::stack::map_anonymous(REGION_RECORDS * size_of::<Record>(), 0).ok()?;
         // A mapping starts on a page boundary, so records are line-aligned.
         Some(Region {
             base: NonNull::new(p as *mut Record)?,
@@ -446,6 +445,11 @@ fn carve(local: &mut Vec<FreeRecord>) -> bool {
     let Some(r) = REGION.get_or_init(Region::reserve).as_ref() else {
         return false;
     };
+    // Once it is used up, every refill that finds nothing to reuse comes
+    // here: a plain load then, not a read-modify-write of a shared line.
+    if r.next.load(Ordering::Relaxed) >= REGION_RECORDS {
+        return false;
+    }
     let start = r.next.fetch_add(FRESH_BATCH, Ordering::Relaxed);
     if start >= REGION_RECORDS {
         return false;

@@ -84,21 +84,7 @@ impl Stack {
     pub(crate) fn new(usable: usize) -> io::Result<Stack> {
         let guard = page_size();
         let total = usable + color_room() + guard;
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                total,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(mapping_error("mmap", io::Error::last_os_error()));
-        }
+        let ptr = map_anonymous(total, MAP_STACK).map_err(|e| mapping_error("mmap", e))?;
         // SAFETY: `ptr` is the start of the mapping we just created; making its
         // first page inaccessible turns it into the guard.
         if unsafe { libc::mprotect(ptr, guard, libc::PROT_NONE) } != 0 {
@@ -179,6 +165,28 @@ impl Drop for Stack {
         // it any more (a stack is only dropped from a pool, never while in use).
         unsafe { libc::munmap(self.base.get() as *mut libc::c_void, self.total) };
     }
+}
+
+/// Maps `bytes` of fresh, private, readable and writable memory, reserved
+/// but not committed (`MAP_NORESERVE` where there is one: only the pages
+/// touched cost memory), with `flags` added.
+pub(crate) fn map_anonymous(bytes: usize, flags: libc::c_int) -> io::Result<*mut libc::c_void> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_NORESERVE | flags,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr)
 }
 
 #[cfg(target_os = "linux")]
