@@ -521,12 +521,20 @@ impl WorkerLocal {
         let t = if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
             ring.pop_front()
         } else {
-            let pos = ring.position(|x| std::ptr::eq(&**x, cur))?;
-            ring.remove(pos)
+            Self::remove_from_ring(ring, cur)
         };
         ex.in_ring = false;
         cur.queued.store(false, Ordering::Release);
         t
+    }
+
+    /// Takes `cur` out of the ring where it is not the head (its own code
+    /// moved it): rare, so out of line.
+    #[cold]
+    #[inline(never)]
+    fn remove_from_ring(ring: &mut RunQueue, cur: &Task) -> Option<TaskRef> {
+        let pos = ring.position(|x| std::ptr::eq(&**x, cur))?;
+        ring.remove(pos)
     }
 
     /// The running tasklet leaves the ring as it prepares a park, and the
@@ -991,7 +999,17 @@ impl WorkerLocal {
     #[inline]
     pub(crate) fn check_kill(&self) {
         let cur = self.current_ptr();
-        if cur.kill.load(Ordering::Relaxed) && !std::thread::panicking() {
+        if cur.kill.load(Ordering::Relaxed) {
+            Self::act_on_kill(cur);
+        }
+    }
+
+    /// `check_kill` for a tasklet with a pending kill: unwinds it, unless
+    /// it is unwinding already (then the kill waits for the next check).
+    #[cold]
+    #[inline(never)]
+    fn act_on_kill(cur: &Task) {
+        if !std::thread::panicking() {
             cur.kill.store(false, Ordering::Relaxed);
             std::panic::resume_unwind(Box::new(TaskletExit));
         }
