@@ -486,6 +486,7 @@ impl WorkerLocal {
     }
 
     /// A claimed tasklet of ours becomes runnable.
+    #[inline(always)]
     pub(crate) fn push_woken(&self, t: TaskRef, at: Placement) {
         t.mark_woken();
         // SAFETY: `t` is homed here.
