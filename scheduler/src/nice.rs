@@ -46,16 +46,20 @@ impl WorkerLocal {
         let list = self.nice_list();
         // SAFETY: the running tasklet is homed here.
         let ex = unsafe { cur.exec() };
-        let common = !cur.is_main
-            && ex.in_ring
-            && list.len() < list.capacity()
-            && !self.shared.is_shutdown();
+        // (A tasklet at the ring's head is in the ring: `pop_front_if`
+        // below needs no `in_ring` test first.)
+        let common = !cur.is_main && list.len() < list.capacity() && !self.shared.is_shutdown();
         // The tasklet leaves the ring's head, where it runs (unless its own
         // code moved it: then the slow path sorts it out).
-        let Some(me) = common.then(|| self.ring().pop_front_if(cur)).flatten() else {
+        let ring = self.ring();
+        let Some(me) = common.then(|| ring.pop_front_if(cur)).flatten() else {
             self.be_nice_slow();
             return;
         };
+        // Unchanged until the switch: only the nice list and the records
+        // are written in between.
+        let view = ring.view();
+        debug_assert!(ex.in_ring);
         ex.in_ring = false;
         ex.light = true;
         cur.queued.store(false, Ordering::Release);
@@ -63,7 +67,7 @@ impl WorkerLocal {
         // afresh.
         // SAFETY: the list has room (`common`).
         unsafe { self.join_nice_list(cur, me) };
-        self.switch_out_tasklet(cur);
+        self.switch_out_tasklet_viewing(cur, view);
         Self::nice_resumed();
     }
 
@@ -130,6 +134,11 @@ impl WorkerLocal {
             return;
         };
         let cur = w.current_ptr();
+        // Read before the park word's store, which the compiler cannot
+        // tell apart from them.
+        // SAFETY: the tasklet is homed here and running again.
+        let still_nice = unsafe { cur.exec() }.nice;
+        let killed = cur.kill.load(Ordering::Relaxed);
         // Whoever woke us (a round, a kill, a deadlock answer) ran on this
         // worker and already marked us queued; no claim of a nice park is
         // ever in flight from another thread, so there is nothing to settle.
@@ -138,23 +147,25 @@ impl WorkerLocal {
             crate::task::park_word(crate::task::word_seq(p), crate::task::phase::IDLE, 0),
             Ordering::Release,
         );
-        // SAFETY: the tasklet is homed here and running again.
-        if unsafe { cur.exec() }.nice {
+        if still_nice || killed {
             // Woken by something other than a round (a kill, a deadlock
-            // answer): leave the list now.
+            // answer), or a kill is pending: leave the list if still on
+            // it, then act on the kill.
             Self::leave_nice_list_resumed();
-            return;
         }
-        w.check_kill();
     }
 
-    /// Takes the running tasklet, woken by something other than a round,
-    /// off the nice list, then acts on a kill.
+    /// Takes the running tasklet off the nice list if something other than
+    /// a round woke it, then acts on a kill.
     #[cold]
     #[inline(never)]
     fn leave_nice_list_resumed() {
         if let Some(w) = crate::worker::local() {
-            w.leave_nice_list(w.current_ptr());
+            let cur = w.current_ptr();
+            // SAFETY: the tasklet is homed here and running.
+            if unsafe { cur.exec() }.nice {
+                w.leave_nice_list(cur);
+            }
             w.check_kill();
         }
     }

@@ -25,7 +25,51 @@ pub(crate) struct RunQueue {
     len: usize,
 }
 
+/// Where the ring's live entries are, copied out of it, so that a hot path
+/// reads several entries without reloading the ring: the compiler cannot
+/// tell the ring apart from the task records that a switch writes between
+/// those reads, and would read every field of the ring again after each
+/// store. Valid until the ring next changes.
+#[derive(Clone, Copy)]
+pub(crate) struct RingView {
+    slots: *const TaskRef,
+    mask: usize,
+    head: usize,
+    len: usize,
+}
+
+impl RingView {
+    /// The entry `i` places behind the head.
+    ///
+    /// # Safety
+    ///
+    /// The ring has not changed since the view was taken, and the entry is
+    /// not used once it changes.
+    #[inline(always)]
+    pub(crate) unsafe fn get<'a>(&self, i: usize) -> Option<&'a TaskRef> {
+        if i < self.len {
+            // SAFETY: the `len` slots from the head were initialised when
+            // the view was taken, and the ring is unchanged since (the
+            // caller's promise); `mask` keeps the index in bounds.
+            Some(unsafe { &*self.slots.add(self.head.wrapping_add(i) & self.mask) })
+        } else {
+            None
+        }
+    }
+}
+
 impl RunQueue {
+    /// The ring as it is now (see [`RingView`]).
+    #[inline(always)]
+    pub(crate) fn view(&self) -> RingView {
+        RingView {
+            slots: self.slots.as_ptr() as *const TaskRef,
+            mask: self.mask,
+            head: self.head,
+            len: self.len,
+        }
+    }
+
     /// An empty queue with room for at least `n` tasklets.
     pub(crate) fn with_capacity(n: usize) -> RunQueue {
         let cap = n.max(1).next_power_of_two();

@@ -40,7 +40,7 @@
 use crate::coroutine::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
 use crate::error::TaskletError;
 use crate::park::{Placement, Target, Unparker, Wake};
-use crate::run_queue::RunQueue;
+use crate::run_queue::{RingView, RunQueue};
 use crate::scheduler::{signal, Shared, WorkerShared};
 use crate::sync::{Arc, Ordering};
 use crate::task::{life, phase, Failure, Outcome, Reason, Task, TaskRef, TaskletExit, STEALABLE};
@@ -670,19 +670,22 @@ impl WorkerLocal {
     /// A two-stage pipeline: the record a few places ahead is prefetched,
     /// and the stack top of one nearer is prefetched from the stack pointer
     /// saved in its record (prefetched a few resumes earlier), so that
-    /// load does not stall on a miss.
+    /// load does not stall on a miss. `ring` is this worker's ring as it is.
     #[inline(always)]
-    pub(crate) fn prefetch_next(&self) {
+    pub(crate) fn prefetch_next(&self, ring: RingView) {
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = ring;
         #[cfg(all(target_arch = "x86_64", not(loom)))]
         {
             use crate::sync::prefetch;
-            let ring = self.ring();
-            if let Some(far) = ring.get(RECORD_PREFETCH_DISTANCE) {
+            // SAFETY (both `get`s): `ring` is the ring as it is (the
+            // caller's promise), and the entries are not kept.
+            if let Some(far) = unsafe { ring.get(RECORD_PREFETCH_DISTANCE) } {
                 // What a switch touches (the flags, then the saved
                 // registers) is its record's first line (see `record.rs`).
                 prefetch(far.hot_line());
             }
-            let Some(next) = ring.get(STACK_PREFETCH_DISTANCE) else {
+            let Some(next) = (unsafe { ring.get(STACK_PREFETCH_DISTANCE) }) else {
                 return;
             };
             let home = next.home.load(Ordering::Relaxed);
@@ -795,7 +798,7 @@ impl WorkerLocal {
     /// Resumes the tasklet at the head of the ring until it switches out.
     #[inline]
     pub(crate) fn resume(&self, t: &Task) {
-        self.enter(t);
+        self.enter(t, self.ring().view());
         // SAFETY: only the home worker's thread touches `coro`: the loop,
         // and (with our own switch) a tasklet of this worker reading the
         // next one's to switch straight to it; that reading is why the loop
@@ -817,10 +820,11 @@ impl WorkerLocal {
     }
 
     /// What comes before every switch to `next`, from the loop (`resume`)
-    /// or straight from another tasklet: `next` becomes current.
+    /// or straight from another tasklet: `next` becomes current. `ring` is
+    /// this worker's ring as it is.
     #[inline(always)]
-    fn enter(&self, next: &Task) {
-        self.prefetch_next();
+    fn enter(&self, next: &Task, ring: RingView) {
+        self.prefetch_next(ring);
         // SAFETY: `next` is homed here (or a main tasklet of this worker)
         // and is not running.
         unsafe { next.exec() }.light = false;
@@ -833,9 +837,10 @@ impl WorkerLocal {
 
     /// The tasklet that the running one may switch to directly, bypassing
     /// the loop: the ring's head when it is a started tasklet of ours and
-    /// the loop has nothing to do first (no signal, timers not due).
+    /// the loop has nothing to do first (no signal, timers not due). `ring`
+    /// is this worker's ring as it is.
     #[inline(always)]
-    fn direct_successor(&self, cur: &Task) -> Option<&Task> {
+    fn direct_successor(&self, cur: &Task, ring: RingView) -> Option<&Task> {
         if !DIRECT_SWITCH || self.ws().signal.load(Ordering::Relaxed) != 0 {
             return None;
         }
@@ -843,7 +848,9 @@ impl WorkerLocal {
         if ticks == 0 {
             return None;
         }
-        let head: &Task = self.ring().front()?;
+        // SAFETY: `ring` is the ring as it is (the caller's promise); the
+        // head is not kept past the switch.
+        let head: &Task = unsafe { ring.get(0) }?;
         if std::ptr::eq(head, cur) {
             return None;
         }
@@ -913,10 +920,18 @@ impl WorkerLocal {
     /// main tasklet. Makes no call on the way to the switch.
     #[inline(always)]
     pub(crate) fn switch_out_tasklet(&self, cur: &Task) {
+        self.switch_out_tasklet_viewing(cur, self.ring().view());
+    }
+
+    /// `switch_out_tasklet` with a view of the ring taken by the caller
+    /// after its last change to the ring (a view taken early saves reading
+    /// the ring again after the stores in between).
+    #[inline(always)]
+    pub(crate) fn switch_out_tasklet_viewing(&self, cur: &Task, ring: RingView) {
         debug_assert!(!cur.is_main && self.is_current(cur));
         if let Some(s) = self.suspender(cur) {
-            if let Some(next) = self.direct_successor(cur) {
-                self.enter(next);
+            if let Some(next) = self.direct_successor(cur, ring) {
+                self.enter(next, ring);
                 if next.is_main {
                     s.switch_to_main();
                     return;
@@ -959,11 +974,12 @@ impl WorkerLocal {
     /// again.
     #[inline(always)]
     fn switch_out_main(&self, cur: &Task) {
-        if let Some(next) = self.direct_successor(cur) {
+        let ring = self.ring().view();
+        if let Some(next) = self.direct_successor(cur, ring) {
             // SAFETY: `next` is started, homed here and switched out, so
             // its coroutine is set and only read here.
             if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
-                self.enter(next);
+                self.enter(next, ring);
                 let finished = self.loop_ctx.main_switch_to(c);
                 // A tasklet that switched to main directly made it
                 // current; one that left to the scheduler (or ended) did
@@ -1039,9 +1055,10 @@ impl WorkerLocal {
             return;
         }
         ring.rotate_one();
+        let view = ring.view();
         // SAFETY: the running tasklet is homed here.
         unsafe { cur.exec() }.light = true;
-        self.switch_out_tasklet(cur);
+        self.switch_out_tasklet_viewing(cur, view);
         Self::resumed();
     }
 
