@@ -186,10 +186,15 @@ impl WorkerLocal {
 
     /// Ends the current round: wakes every tasklet that became nice before.
     /// Returns how many (on other workers: how many were waiting there).
+    ///
+    /// The other workers are signalled first, so that their rounds overlap
+    /// this one's (a round of 5,000 tasklets takes ~12 µs here; signalled
+    /// after it, the second worker of a 2-worker frame loop started that
+    /// much later every frame).
     pub(crate) fn run_nice(&self) -> usize {
         let sh = &self.shared;
         let round = sh.nice_epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut n = self.run_nice_local(round);
+        let mut n = 0;
         for (i, w) in sh.workers.iter().enumerate() {
             if i == self.index {
                 continue;
@@ -202,7 +207,7 @@ impl WorkerLocal {
                 sh.notify_worker(i);
             }
         }
-        n
+        n + self.run_nice_local(round)
     }
 
     /// Wakes this worker's nice tasklets that joined before round `below`.
