@@ -42,7 +42,7 @@
 //! there, not inside a `send` that must then return (one call and its six
 //! register saves less per operation, and no `ret` whose prediction came
 //! from the other tasklet's calls). A same-worker round trip went from
-//! ~820 to ~720 instructions and ~20% less time (`pingpong_same` in the
+//! ~820 to ~700 instructions and ~20% less time (`pingpong_same` in the
 //! `scaling` benchmark). The price is code size: about 4 KiB per call site,
 //! most of it the park's switch paths. Out of line are what is rare (every
 //! waiter gone, an unmatched park, a kill) and the hand-over to a favoured
