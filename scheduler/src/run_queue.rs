@@ -281,6 +281,16 @@ impl RunQueue {
         (0..self.len).filter_map(move |i| self.get(i))
     }
 
+    /// Removes `t`'s entry wherever it is (the order of the others kept).
+    /// Rare on the hot paths (a tasklet leaves from the head), so out of
+    /// line.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn remove_task(&mut self, t: &crate::task::Task) -> Option<TaskRef> {
+        let pos = self.position(|x| std::ptr::eq(&**x, t))?;
+        self.remove(pos)
+    }
+
     /// Index of the first entry for which `f` is true.
     pub(crate) fn position(&self, f: impl FnMut(&TaskRef) -> bool) -> Option<usize> {
         self.iter().position(f)

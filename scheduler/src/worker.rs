@@ -458,10 +458,7 @@ impl WorkerLocal {
         if !ex.in_ring {
             return false;
         }
-        let ring = self.ring();
-        if let Some(pos) = ring.position(|x| std::ptr::eq(&**x, t)) {
-            ring.remove(pos);
-        }
+        drop(self.ring().remove_task(t));
         ex.in_ring = false;
         t.queued.store(false, Ordering::Release);
         true
@@ -522,20 +519,11 @@ impl WorkerLocal {
         let t = if ring.front().is_some_and(|h| std::ptr::eq(&**h, cur)) {
             ring.pop_front()
         } else {
-            Self::remove_from_ring(ring, cur)
+            ring.remove_task(cur)
         };
         ex.in_ring = false;
         cur.queued.store(false, Ordering::Release);
         t
-    }
-
-    /// Takes `cur` out of the ring where it is not the head (its own code
-    /// moved it): rare, so out of line.
-    #[cold]
-    #[inline(never)]
-    fn remove_from_ring(ring: &mut RunQueue, cur: &Task) -> Option<TaskRef> {
-        let pos = ring.position(|x| std::ptr::eq(&**x, cur))?;
-        ring.remove(pos)
     }
 
     /// The running tasklet leaves the ring as it prepares a park, and the
