@@ -6,7 +6,7 @@
 use crate::park::Placement;
 use crate::scheduler::signal;
 use crate::sync::Ordering;
-use crate::task::{life, Outcome, Reason, TaskRef};
+use crate::task::{life, Outcome, Reason, TaskRef, TaskletExit};
 use crate::worker::WorkerLocal;
 
 impl WorkerLocal {
@@ -15,16 +15,28 @@ impl WorkerLocal {
     /// kills every tasklet here), then unwinds the running tasklet. A
     /// tasklet that spins on a failing call can therefore not outlive the
     /// shutdown.
+    ///
+    /// The running tasklet unwinds whether or not a kill is still pending:
+    /// one that caught its shutdown kill (`catch_unwind`) and calls the
+    /// scheduler again is killed again, rather than spinning (or parking
+    /// where nobody would wake it) while `enter` waits for it. A main
+    /// tasklet unwinds only for a kill of its own.
     #[cold]
     pub(crate) fn shutdown_point(&self) {
         if !self.stopping.get() {
             self.handle_signals();
             if !self.stopping.get() {
-                self.stopping.set(true);
+                self.set_stopping();
                 self.kill_all();
             }
         }
-        self.check_kill();
+        let cur = self.current_ptr();
+        if cur.is_main || std::thread::panicking() {
+            self.check_kill();
+            return;
+        }
+        cur.kill.store(false, Ordering::Relaxed);
+        std::panic::resume_unwind(Box::new(TaskletExit));
     }
 
     /// Makes every tasklet of this worker runnable with a kill pending.
@@ -81,7 +93,7 @@ impl WorkerLocal {
                 }
             }
         }
-        self.stopping.set(true);
+        self.set_stopping();
         self.kill_all();
         let prev_current = self.current.get();
         self.run_loop();

@@ -594,7 +594,11 @@ impl WorkerLocal {
             }
             let ticks = self.ticks.get();
             if ticks == 0 {
-                self.ticks.set(TIMER_TICK);
+                // Once stopping, ticks stay at 0: no direct switches, so
+                // every resume comes through here (see below).
+                if !self.stopping.get() {
+                    self.ticks.set(TIMER_TICK);
+                }
                 if self.timers().live() > 0 {
                     self.fire_timers(Instant::now());
                 }
@@ -646,7 +650,15 @@ impl WorkerLocal {
                     self.ring_remove(head);
                     continue;
                 }
-                _ => {}
+                _ => {
+                    if self.stopping.get() {
+                        // Every tasklet was killed when the shutdown began.
+                        // One still resumed after that caught its kill:
+                        // it gets another, or a tasklet that keeps calling
+                        // `schedule()` would outlive the shutdown.
+                        head.kill.store(true, Ordering::Release);
+                    }
+                }
             }
             self.resume(head);
         }
@@ -1300,7 +1312,7 @@ impl WorkerLocal {
             }
         }
         if bits & signal::SHUTDOWN != 0 && !self.stopping.get() {
-            self.stopping.set(true);
+            self.set_stopping();
             self.kill_all();
         }
     }
@@ -1401,6 +1413,14 @@ impl WorkerLocal {
 
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.get()
+    }
+
+    /// This worker has begun its shutdown. From here on every switch goes
+    /// through the loop.
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.set(true);
+        // No more direct switches (see `run_loop`).
+        self.ticks.set(0);
     }
 }
 

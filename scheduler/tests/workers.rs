@@ -267,6 +267,60 @@ fn shutdown_kills_blocked_nice_paused_and_sleeping_tasklets() {
     });
 }
 
+/// A tasklet that catches its shutdown kill and calls the scheduler again
+/// (`be_nice`, `schedule`, a park, a sleep) is killed again at each call:
+/// it can neither block where nobody would wake it nor spin while the
+/// shutdown waits for it. On one worker and on two, where the other
+/// workers learn of the shutdown through a signal.
+#[test]
+fn shutdown_kills_again_a_tasklet_that_swallows_its_kill() {
+    with_timeout(30, || {
+        for workers in [1, 2] {
+            let kills = Arc::new(AtomicUsize::new(0));
+            let ended = Arc::new(AtomicUsize::new(0));
+            let (k, e) = (kills.clone(), ended.clone());
+            sched(workers).enter(move || {
+                let sem = Arc::new(Semaphore::default());
+                for kind in 0..4 {
+                    for _ in 0..3 {
+                        let (k, e, sem) = (k.clone(), e.clone(), sem.clone());
+                        let call = move || match kind {
+                            0 => be_nice(),
+                            1 => schedule(),
+                            2 => {
+                                let _ = sem.acquire();
+                            }
+                            _ => sleep(Duration::from_secs(3600)),
+                        };
+                        spawn(move || {
+                            // Three kills swallowed; the fourth unwinds the
+                            // body.
+                            for _ in 0..3 {
+                                let r =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        loop {
+                                            call();
+                                        }
+                                    }));
+                                assert!(r.is_err());
+                                k.fetch_add(1, Ordering::SeqCst);
+                            }
+                            e.fetch_add(1, Ordering::SeqCst);
+                            loop {
+                                call();
+                            }
+                        });
+                    }
+                }
+                run_nice();
+                schedule();
+            });
+            assert_eq!(kills.load(Ordering::SeqCst), 36, "{workers} workers");
+            assert_eq!(ended.load(Ordering::SeqCst), 12, "{workers} workers");
+        }
+    });
+}
+
 #[test]
 fn twenty_thousand_blocked_tasklets_are_released() {
     with_timeout(120, || {
