@@ -47,8 +47,10 @@ impl WorkerLocal {
         // SAFETY: the running tasklet is homed here.
         let ex = unsafe { cur.exec() };
         // (A tasklet at the ring's head is in the ring: `pop_front_if`
-        // below needs no `in_ring` test first.)
-        let common = !cur.is_main && list.len() < list.capacity() && !self.shared.is_shutdown();
+        // below needs no `in_ring` test first. A worker that stops has no
+        // room, so the shutdown is the slow path's to test.)
+        let len = list.len();
+        let common = !cur.is_main && len < self.nice_room.get();
         // The tasklet leaves the ring's head, where it runs (unless its own
         // code moved it: then the slow path sorts it out).
         let ring = self.ring();
@@ -65,9 +67,14 @@ impl WorkerLocal {
         cur.queued.store(false, Ordering::Release);
         // `ex` is not used past here: `join_nice_list` borrows the flags
         // afresh.
-        // SAFETY: the list has room (`common`).
-        unsafe { self.join_nice_list(cur, me) };
-        self.switch_out_tasklet_viewing(cur, view);
+        // SAFETY: the list has room (`common`: `nice_room` is at most its
+        // capacity) and is `len` long.
+        unsafe { self.join_nice_list(cur, me, len) };
+        // No prefetch ahead: the records a round wakes were all just
+        // written by `run_nice_local` (so they are in the cache), and a nice
+        // tasklet's resume reads nothing from its stack (see above). It
+        // measured ~10% faster without (13 fewer instructions).
+        self.switch_out_tasklet_viewing(cur, view, false);
         Self::nice_resumed();
     }
 
@@ -84,9 +91,12 @@ impl WorkerLocal {
         let Some(me) = self.take_current_from_ring() else {
             return;
         };
-        self.nice_list().reserve(1);
-        // SAFETY: the list has room (just reserved).
-        unsafe { self.join_nice_list(cur, me) };
+        let list = self.nice_list();
+        list.reserve(1);
+        // Not stopping (that is a shutdown, handled above).
+        self.nice_room.set(list.capacity());
+        // SAFETY: the list has room (just reserved) and is `len` long.
+        unsafe { self.join_nice_list(cur, me, list.len()) };
         self.switch_out_raw();
         Self::nice_resumed();
     }
@@ -97,20 +107,13 @@ impl WorkerLocal {
     ///
     /// # Safety
     ///
-    /// The list has room for one more entry (its length is below its
-    /// capacity).
+    /// The list is `len` long and has room for one more entry (`len` is
+    /// below its capacity).
     #[inline(always)]
-    unsafe fn join_nice_list(&self, cur: &Task, me: TaskRef) {
-        let w = cur.park.load(Ordering::Relaxed);
-        let seq = crate::task::word_seq(w).wrapping_add(1) & ((1 << 56) - 1);
-        cur.park.store(
-            crate::task::park_word(seq, crate::task::phase::WAITING, NICE_MARK),
-            Ordering::Release,
-        );
+    unsafe fn join_nice_list(&self, cur: &Task, me: TaskRef, len: usize) {
         let epoch = self.shared.nice_epoch.load(Ordering::SeqCst);
         let list = self.nice_list();
-        let len = list.len();
-        debug_assert!(len < list.capacity());
+        debug_assert!(len == list.len() && len < list.capacity());
         // SAFETY: slot `len` is within the capacity (the caller's promise)
         // and past the initialised part; it is written before the length
         // covers it.
@@ -121,6 +124,12 @@ impl WorkerLocal {
             list.set_len(len + 1);
         }
         self.ws().nice_len.store(len + 1, Ordering::Relaxed);
+        let w = cur.park.load(Ordering::Relaxed);
+        let seq = crate::task::word_seq(w).wrapping_add(1) & ((1 << 56) - 1);
+        cur.park.store(
+            crate::task::park_word(seq, crate::task::phase::WAITING, NICE_MARK),
+            Ordering::Release,
+        );
         // SAFETY: the running tasklet is homed here.
         unsafe { cur.exec().nice = true };
     }

@@ -10,9 +10,11 @@
 //! touch only the live entries: a fresh worker's ring grows from 64 to
 //! tens of thousands of slots in a spawn burst.
 //!
-//! Invariants: `slots.len()` is a power of two and `mask` is one less; the
-//! `len` slots from `head` (wrapping) hold initialised entries, the others
-//! nothing (growing or dropping the queue touches only the live ones).
+//! Invariants: `slots.len()` is a power of two and `mask` is one less;
+//! `head` is stored masked (below `slots.len()`), so the head's own slot
+//! needs no mask; the `len` slots from `head` (wrapping) hold initialised
+//! entries, the others nothing (growing or dropping the queue touches only
+//! the live ones).
 
 use crate::task::TaskRef;
 use std::mem::MaybeUninit;
@@ -48,10 +50,18 @@ impl RingView {
     #[inline(always)]
     pub(crate) unsafe fn get<'a>(&self, i: usize) -> Option<&'a TaskRef> {
         if i < self.len {
+            // The head itself, the common ask, needs no mask: `head` is
+            // stored masked.
+            let at = if i == 0 {
+                self.head
+            } else {
+                self.head.wrapping_add(i) & self.mask
+            };
             // SAFETY: the `len` slots from the head were initialised when
             // the view was taken, and the ring is unchanged since (the
-            // caller's promise); `mask` keeps the index in bounds.
-            Some(unsafe { &*self.slots.add(self.head.wrapping_add(i) & self.mask) })
+            // caller's promise); `at` is in bounds (masked, or the masked
+            // head).
+            Some(unsafe { &*self.slots.add(at) })
         } else {
             None
         }
@@ -113,10 +123,31 @@ impl RunQueue {
         unsafe { self.slots.as_mut_ptr().add(at) as *mut TaskRef }
     }
 
+    /// The head's slot, to read: `slot(0)` without the mask (`head` is
+    /// stored masked), two instructions fewer on every switch.
+    #[inline(always)]
+    fn head_slot(&self) -> *const TaskRef {
+        debug_assert!(self.head <= self.mask);
+        // SAFETY: `head` is below `slots.len()` (stored masked).
+        unsafe { self.slots.as_ptr().add(self.head) as *const TaskRef }
+    }
+
+    /// The head's slot, to write.
+    #[inline(always)]
+    fn head_slot_mut(&mut self) -> *mut TaskRef {
+        debug_assert!(self.head <= self.mask);
+        // SAFETY: as in `head_slot`.
+        unsafe { self.slots.as_mut_ptr().add(self.head) as *mut TaskRef }
+    }
+
     /// The head (the running tasklet, while one runs).
     #[inline(always)]
     pub(crate) fn front(&self) -> Option<&TaskRef> {
-        self.get(0)
+        if self.len == 0 {
+            return None;
+        }
+        // SAFETY: the head slot is initialised (`len > 0`).
+        Some(unsafe { &*self.head_slot() })
     }
 
     /// The entry `i` places behind the head.
@@ -164,7 +195,7 @@ impl RunQueue {
         }
         self.head = self.head.wrapping_sub(1) & self.mask;
         // SAFETY: the slot just before the old head is free (there is room).
-        unsafe { self.slot_mut(0).write(t) };
+        unsafe { self.head_slot_mut().write(t) };
         self.len += 1;
     }
 
@@ -175,7 +206,7 @@ impl RunQueue {
         }
         // SAFETY: the head slot is initialised; it leaves the live range
         // below, so it is read exactly once.
-        let t = unsafe { self.slot(0).read() };
+        let t = unsafe { self.head_slot().read() };
         self.head = (self.head + 1) & self.mask;
         self.len -= 1;
         Some(t)
@@ -188,7 +219,7 @@ impl RunQueue {
         if self.len == 0 {
             return None;
         }
-        let head = self.slot(0);
+        let head = self.head_slot();
         // SAFETY: the head slot is initialised (`len > 0`).
         if !std::ptr::eq(unsafe { &**head }, t) {
             return None;
@@ -211,7 +242,7 @@ impl RunQueue {
         }
         // SAFETY: the head slot is initialised; it leaves the live range
         // when the head advances, so it is read once here.
-        let t = unsafe { self.slot(0).read() };
+        let t = unsafe { self.head_slot().read() };
         self.head = (self.head + 1) & self.mask;
         // SAFETY: the slot just past the last entry is free: the old head's
         // slot when the ring is full, otherwise one past the tail already.

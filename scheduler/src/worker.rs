@@ -132,6 +132,10 @@ pub(crate) struct WorkerLocal {
     /// keeps it alive until it next runs here, which clears this first.
     pub(crate) last_parked: UnsafeCell<Option<(*const Task, u64)>>,
     pub(crate) nice: UnsafeCell<Vec<NiceEntry>>,
+    /// The nice list's capacity while this worker runs, 0 once it stops:
+    /// `be_nice`'s common case tests only this, and a full list or a
+    /// shutdown (see `set_stopping`) both take its slow path.
+    pub(crate) nice_room: Cell<usize>,
     /// Whether the running tasklet's prepared park may get a deadlock answer.
     pub(crate) park_eligible: Cell<bool>,
     pub(crate) ticks: Cell<u32>,
@@ -346,6 +350,7 @@ impl WorkerLocal {
             stacks: UnsafeCell::new(Default::default()),
             last_parked: UnsafeCell::new(None),
             nice: UnsafeCell::new(Vec::new()),
+            nice_room: Cell::new(0),
             park_eligible: Cell::new(true),
             ticks: Cell::new(0),
             searching: Cell::new(false),
@@ -798,7 +803,7 @@ impl WorkerLocal {
     /// Resumes the tasklet at the head of the ring until it switches out.
     #[inline]
     pub(crate) fn resume(&self, t: &Task) {
-        self.enter(t, self.ring().view());
+        self.enter(t, self.ring().view(), true);
         // SAFETY: only the home worker's thread touches `coro`: the loop,
         // and (with our own switch) a tasklet of this worker reading the
         // next one's to switch straight to it; that reading is why the loop
@@ -821,10 +826,13 @@ impl WorkerLocal {
 
     /// What comes before every switch to `next`, from the loop (`resume`)
     /// or straight from another tasklet: `next` becomes current. `ring` is
-    /// this worker's ring as it is.
+    /// this worker's ring as it is; `prefetch` asks for the tasklets after
+    /// `next` to be fetched towards the cache (see `prefetch_next`).
     #[inline(always)]
-    fn enter(&self, next: &Task, ring: RingView) {
-        self.prefetch_next(ring);
+    fn enter(&self, next: &Task, ring: RingView, prefetch: bool) {
+        if prefetch {
+            self.prefetch_next(ring);
+        }
         // SAFETY: `next` is homed here (or a main tasklet of this worker)
         // and is not running.
         unsafe { next.exec() }.light = false;
@@ -838,9 +846,11 @@ impl WorkerLocal {
     /// The tasklet that the running one may switch to directly, bypassing
     /// the loop: the ring's head when it is a started tasklet of ours and
     /// the loop has nothing to do first (no signal, timers not due). `ring`
-    /// is this worker's ring as it is.
+    /// is this worker's ring as it is. With it, whether it is a main
+    /// tasklet (known here already: the caller's switch depends on it, and
+    /// reading the flag again after `enter`'s stores costs a load).
     #[inline(always)]
-    fn direct_successor(&self, cur: &Task, ring: RingView) -> Option<&Task> {
+    fn direct_successor(&self, cur: &Task, ring: RingView) -> Option<(&Task, bool)> {
         if !DIRECT_SWITCH || self.ws().signal.load(Ordering::Relaxed) != 0 {
             return None;
         }
@@ -854,7 +864,8 @@ impl WorkerLocal {
         if std::ptr::eq(head, cur) {
             return None;
         }
-        if head.is_main {
+        let is_main = head.is_main;
+        if is_main {
             // Main can be switched to only when it switched out directly
             // (otherwise it is inside the loop, which returns to it).
             if self.loop_ctx.in_loop() {
@@ -867,7 +878,7 @@ impl WorkerLocal {
         // SAFETY: the ring holds a count of its head, and the registry (or,
         // for main, this worker's `main`) holds one of every started
         // tasklet until it ends, so the task outlives this switch.
-        Some(unsafe { &*(head as *const Task) })
+        Some((unsafe { &*(head as *const Task) }, is_main))
     }
 
     /// Cleans up after a tasklet whose body returned or unwound. `t` may
@@ -920,19 +931,20 @@ impl WorkerLocal {
     /// main tasklet. Makes no call on the way to the switch.
     #[inline(always)]
     pub(crate) fn switch_out_tasklet(&self, cur: &Task) {
-        self.switch_out_tasklet_viewing(cur, self.ring().view());
+        self.switch_out_tasklet_viewing(cur, self.ring().view(), true);
     }
 
     /// `switch_out_tasklet` with a view of the ring taken by the caller
     /// after its last change to the ring (a view taken early saves reading
-    /// the ring again after the stores in between).
+    /// the ring again after the stores in between). `prefetch` as for
+    /// `enter`.
     #[inline(always)]
-    pub(crate) fn switch_out_tasklet_viewing(&self, cur: &Task, ring: RingView) {
+    pub(crate) fn switch_out_tasklet_viewing(&self, cur: &Task, ring: RingView, prefetch: bool) {
         debug_assert!(!cur.is_main && self.is_current(cur));
         if let Some(s) = self.suspender(cur) {
-            if let Some(next) = self.direct_successor(cur, ring) {
-                self.enter(next, ring);
-                if next.is_main {
+            if let Some((next, is_main)) = self.direct_successor(cur, ring) {
+                self.enter(next, ring, prefetch);
+                if is_main {
                     s.switch_to_main();
                     return;
                 }
@@ -975,11 +987,11 @@ impl WorkerLocal {
     #[inline(always)]
     fn switch_out_main(&self, cur: &Task) {
         let ring = self.ring().view();
-        if let Some(next) = self.direct_successor(cur, ring) {
+        if let Some((next, _)) = self.direct_successor(cur, ring) {
             // SAFETY: `next` is started, homed here and switched out, so
             // its coroutine is set and only read here.
             if let Some(c) = unsafe { (*next.coro.get()).as_ref() } {
-                self.enter(next, ring);
+                self.enter(next, ring, true);
                 let finished = self.loop_ctx.main_switch_to(c);
                 // A tasklet that switched to main directly made it
                 // current; one that left to the scheduler (or ended) did
@@ -1058,7 +1070,7 @@ impl WorkerLocal {
         let view = ring.view();
         // SAFETY: the running tasklet is homed here.
         unsafe { cur.exec() }.light = true;
-        self.switch_out_tasklet_viewing(cur, view);
+        self.switch_out_tasklet_viewing(cur, view, true);
         Self::resumed();
     }
 
@@ -1415,10 +1427,12 @@ impl WorkerLocal {
         self.stopping.get()
     }
 
-    /// This worker has begun its shutdown. From here on every switch goes
-    /// through the loop.
+    /// This worker has begun its shutdown. From here on no tasklet parks
+    /// nice on the fast path (`be_nice` finds no room and, in its slow
+    /// path, the shutdown), and every switch goes through the loop.
     pub(crate) fn set_stopping(&self) {
         self.stopping.set(true);
+        self.nice_room.set(0);
         // No more direct switches (see `run_loop`).
         self.ticks.set(0);
     }
