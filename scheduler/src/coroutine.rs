@@ -8,7 +8,10 @@
 //! three callee-saved ones are declared clobbered, so the compiler saves
 //! those itself where they are live. A resume reads the tasklet's stack
 //! only for what its own code keeps in its frame, which for a loop around
-//! `be_nice()` or `schedule()` is usually nothing (see `Exec::light`). The
+//! `be_nice()` or `schedule()` is usually nothing (see `Exec::light`), and
+//! the resumer hands the resumed context its own address in a register
+//! ([`Landed`]), from which `be_nice` and `schedule` find their tasklet's
+//! record without reading the worker's thread-local. The
 //! worker loop keeps its context in a [`LoopContext`]; `resume` switches
 //! from the loop onto a tasklet, `Suspender::suspend` back, and
 //! `Suspender::switch_to` from one tasklet straight to another, which
@@ -90,7 +93,7 @@ mod own {
             // SAFETY: `next` is switched out, so `regs` hold the context
             // it saved; main's context is saved in `main_regs`, where
             // tasklets switch back to while the loop is not running.
-            unsafe { switch(&self.main_regs, &next.regs, SUSPENDED) == FINISHED }
+            unsafe { switch(&self.main_regs, &next.regs, SUSPENDED).0 == FINISHED }
         }
     }
 
@@ -168,12 +171,19 @@ mod own {
     /// `to` holds a context saved by `switch` (or built by `Coro::new`)
     /// that nothing has resumed since, whose stack is alive; `save` stays
     /// valid, unmoved and otherwise unused until someone resumes it.
+    ///
+    /// It returns the argument it was resumed with and the context it was
+    /// resumed as: whoever resumes a context passes that context's `to`
+    /// in `rsi`, so this is `save`, without keeping it anywhere across the
+    /// switch (see [`Landed`]).
     #[inline(always)]
-    unsafe fn switch(save: &Regs, to: &Regs, arg: usize) -> usize {
+    unsafe fn switch(save: &Regs, to: &Regs, arg: usize) -> (usize, *const Regs) {
         let ret: usize;
+        let landed: *const Regs;
         // SAFETY: per the contract above. The stores go to `save` only;
         // when something resumes it, the stack pointer, `rbx`, `rbp` and
-        // `r12` are what they were here and `rdx` holds its argument; every
+        // `r12` are what they were here, `rdx` holds its argument and `rsi`
+        // the resumed context (`save`, as the resumer's `to`); every
         // register a call may change is declared clobbered, and so are
         // `r13`-`r15`.
         unsafe {
@@ -191,7 +201,7 @@ mod own {
                 "jmp qword ptr [rsi + 8]",
                 "2:",
                 in("rdi") save as *const Regs,
-                in("rsi") to as *const Regs,
+                inout("rsi") to as *const Regs => landed,
                 inout("rdx") arg => ret,
                 out("r13") _,
                 out("r14") _,
@@ -199,7 +209,7 @@ mod own {
                 clobber_abi("sysv64"),
             );
         }
-        ret
+        (ret, landed)
     }
 
     /// Where a new context's first `switch` lands: pops the entry's two
@@ -235,40 +245,69 @@ mod own {
     impl Suspender {
         /// Switches back to the worker loop; returns when resumed.
         #[inline(always)]
-        pub(crate) fn suspend(self) {
+        pub(crate) fn suspend(self) -> Landed {
             // SAFETY: the coroutine is the running tasklet's own (the
             // scheduler hands a tasklet's Suspender to that tasklet alone)
             // and lives in its record; the loop's context was saved when it
             // resumed us, or a tasklet it resumed switched to us.
             unsafe {
-                switch(
-                    &self.coro.as_ref().regs,
-                    self.ctx.as_ref().scheduler_regs(),
-                    SUSPENDED,
-                );
+                Landed::at(
+                    switch(
+                        &self.coro.as_ref().regs,
+                        self.ctx.as_ref().scheduler_regs(),
+                        SUSPENDED,
+                    )
+                    .1,
+                )
             }
         }
 
         /// Switches straight to worker 0's main tasklet, which switched out
         /// directly (the loop is not running); returns when resumed.
         #[inline(always)]
-        pub(crate) fn switch_to_main(self) {
+        pub(crate) fn switch_to_main(self) -> Landed {
             // SAFETY: as for `suspend`; main's context is saved in `main_regs`
             // (the caller checked the loop is not running).
             unsafe {
                 let ctx = self.ctx.as_ref();
                 debug_assert!(!ctx.in_loop.get());
-                switch(&self.coro.as_ref().regs, &ctx.main_regs, SUSPENDED);
+                Landed::at(switch(&self.coro.as_ref().regs, &ctx.main_regs, SUSPENDED).1)
             }
         }
 
         /// Switches straight to `next` (started, switched out, homed on
         /// this worker); returns when this tasklet is resumed.
         #[inline(always)]
-        pub(crate) fn switch_to(self, next: &Coro) {
+        pub(crate) fn switch_to(self, next: &Coro) -> Landed {
             // SAFETY: as for `suspend`; `next` is switched out, so its
             // `regs` hold the context it saved.
-            unsafe { switch(&self.coro.as_ref().regs, &next.regs, SUSPENDED) };
+            unsafe { Landed::at(switch(&self.coro.as_ref().regs, &next.regs, SUSPENDED).1) }
+        }
+    }
+
+    /// What a suspended tasklet learns when it is resumed: its own
+    /// coroutine, handed over by the switch in a register (see `switch`),
+    /// so that the code after a switch finds its record without reading
+    /// the worker's thread-local and `current`.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Landed(NonNull<Coro>);
+
+    impl Landed {
+        /// # Safety
+        ///
+        /// `regs` is what `switch` returned in a tasklet's suspension: that
+        /// tasklet's own saved context, the first field of its `Coro`.
+        #[inline(always)]
+        unsafe fn at(regs: *const Regs) -> Landed {
+            // SAFETY: `regs` is the first field of a `#[repr(C)]` `Coro`
+            // (the caller's promise), so not null and the `Coro`'s address.
+            Landed(unsafe { NonNull::new_unchecked(regs as *mut Coro) })
+        }
+
+        /// The resumed tasklet's coroutine, in its record.
+        #[inline(always)]
+        pub(crate) fn coro(self) -> Option<NonNull<Coro>> {
+            Some(self.0)
         }
     }
 
@@ -344,7 +383,7 @@ mod own {
             // SAFETY: the coroutine is switched out (only the loop resumes
             // a tasklet that is not running, on its home worker), so `regs`
             // hold the context it saved.
-            unsafe { switch(&ctx.loop_regs, &self.regs, SUSPENDED) == FINISHED }
+            unsafe { switch(&ctx.loop_regs, &self.regs, SUSPENDED).0 == FINISHED }
         }
 
         /// Takes the stack back from a coroutine whose body returned.
@@ -370,7 +409,7 @@ mod own {
 #[cfg(all(own_switch, test))]
 pub(crate) use own::Regs;
 #[cfg(own_switch)]
-pub(crate) use own::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
+pub(crate) use own::{Coro, Landed, LoopContext, Suspender, DIRECT_SWITCH};
 
 #[cfg(all(not(loom), not(own_switch)))]
 mod imp {
@@ -409,12 +448,13 @@ mod imp {
     impl Suspender {
         /// Switches back to whoever resumed us; returns when resumed again.
         #[inline(always)]
-        pub(crate) fn suspend(self) {
+        pub(crate) fn suspend(self) -> super::asymmetric::Landed {
             // SAFETY: the yielder lives in the root frame of this coroutine's
             // stack for as long as the coroutine runs, and `suspend` is only
             // called by code running on that coroutine (the scheduler hands
             // out a tasklet's Suspender to that tasklet alone).
-            unsafe { self.0.as_ref().suspend(()) }
+            unsafe { self.0.as_ref().suspend(()) };
+            super::asymmetric::Landed
         }
     }
 
@@ -489,8 +529,9 @@ mod imp {
     pub(crate) struct Suspender(Arc<Baton>);
 
     impl Suspender {
-        pub(crate) fn suspend(self) {
+        pub(crate) fn suspend(self) -> super::asymmetric::Landed {
             self.0.pass(Turn::Worker, &[Turn::Tasklet]);
+            super::asymmetric::Landed
         }
     }
 
@@ -571,16 +612,27 @@ mod asymmetric {
     }
 
     impl Suspender {
-        pub(crate) fn switch_to(self, _next: &Coro) {
+        pub(crate) fn switch_to(self, _next: &Coro) -> Landed {
             unreachable!("no direct switch without our own stack switch")
         }
-        pub(crate) fn switch_to_main(self) {
+        pub(crate) fn switch_to_main(self) -> Landed {
             unreachable!("no direct switch without our own stack switch")
+        }
+    }
+
+    /// What a resumed tasklet learns from the switch: nothing here (the
+    /// code after a switch reads the worker's `current` instead).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Landed;
+
+    impl Landed {
+        pub(crate) fn coro(self) -> Option<std::ptr::NonNull<Coro>> {
+            None
         }
     }
 }
 
 #[cfg(not(own_switch))]
-pub(crate) use asymmetric::{LoopContext, DIRECT_SWITCH};
+pub(crate) use asymmetric::{Landed, LoopContext, DIRECT_SWITCH};
 #[cfg(not(own_switch))]
 pub(crate) use imp::{Coro, Suspender};

@@ -326,6 +326,27 @@ impl Task {
         unsafe { &mut *self.exec.get() }
     }
 
+    /// The tasklet whose suspension a switch just resumed, from what the
+    /// switch handed over (its coroutine, in this record), or `None` where
+    /// the switch does not tell (then the worker's `current` is it).
+    ///
+    /// # Safety
+    ///
+    /// `landed` is what a running tasklet's own suspension returned, and
+    /// the reference is not used once that tasklet has finished.
+    #[inline(always)]
+    pub(crate) unsafe fn landed<'a>(landed: crate::coroutine::Landed) -> Option<&'a Task> {
+        let coro = landed.coro()?;
+        // SAFETY: the coroutine is the payload of a record's `coro` field
+        // (`start` put it there and checks, in debug builds, that this
+        // finds the record back: `Option<Coro>` keeps it at offset 0, its
+        // tag being the stack's non-null niche), and a running tasklet's
+        // record is alive (the registry holds it).
+        Some(unsafe {
+            &*((coro.as_ptr() as *const u8).sub(std::mem::offset_of!(Task, coro)) as *const Task)
+        })
+    }
+
     /// The coroutine of a started tasklet whose body has not returned,
     /// without reading `Option<Coro>`'s tag (in the record's second line:
     /// the hot paths touch only the first).

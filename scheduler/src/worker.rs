@@ -37,7 +37,7 @@
 //!
 //! When the ring is empty the worker goes idle (see `idle/README.md`).
 
-use crate::coroutine::{Coro, LoopContext, Suspender, DIRECT_SWITCH};
+use crate::coroutine::{Coro, Landed, LoopContext, Suspender, DIRECT_SWITCH};
 use crate::error::TaskletError;
 use crate::park::{Placement, Target, Unparker, Wake};
 use crate::run_queue::{RingView, RunQueue};
@@ -158,6 +158,24 @@ pub(crate) use crate::context::{
     adopt_participant, current_shared, foreign_current_is, foreign_main, foreign_parker, install,
     local, local_or_default, register_participant, uninstall,
 };
+
+/// The running tasklet after a suspension that kept nothing live across
+/// its switch: what the switch handed over (see [`Landed`]), or else the
+/// worker's `current` (a tasklet never changes thread, so it is the same
+/// worker). `None` only off any worker.
+///
+/// # Safety
+///
+/// `landed` is what the running tasklet's own suspension returned, and the
+/// reference is not used once that tasklet has finished.
+#[inline(always)]
+pub(crate) unsafe fn resumed_task<'a>(landed: Option<Landed>) -> Option<&'a Task> {
+    // SAFETY: forwarded to the caller.
+    match landed.and_then(|l| unsafe { Task::landed(l) }) {
+        Some(t) => Some(t),
+        None => local().map(|w| w.current_ptr()),
+    }
+}
 
 /// The body of worker threads 1..n.
 pub(crate) fn worker_thread(shared: Arc<Shared>, index: usize) {
@@ -758,6 +776,13 @@ impl WorkerLocal {
             (*t.coro.get()).as_ref()
         };
         debug_assert!(coro.is_some());
+        // What `Task::landed` relies on: the coroutine's address finds the
+        // record back.
+        #[cfg(own_switch)]
+        debug_assert!(coro.is_some_and(|c| std::ptr::eq(
+            (c as *const Coro as *const u8).wrapping_sub(std::mem::offset_of!(Task, coro)),
+            t as *const Task as *const u8
+        )));
         let reg = self.registry();
         // Every started tasklet holds a stack mapping, so the registry
         // stays far below `u32::MAX` entries (`vm.max_map_count` is an i32).
@@ -938,23 +963,29 @@ impl WorkerLocal {
     /// after its last change to the ring (a view taken early saves reading
     /// the ring again after the stores in between). `prefetch` as for
     /// `enter`.
+    ///
+    /// Returns what the switch back handed over (see [`Landed`]): with
+    /// [`resumed_task`], the code after it finds the tasklet without the
+    /// worker.
     #[inline(always)]
-    pub(crate) fn switch_out_tasklet_viewing(&self, cur: &Task, ring: RingView, prefetch: bool) {
+    pub(crate) fn switch_out_tasklet_viewing(
+        &self,
+        cur: &Task,
+        ring: RingView,
+        prefetch: bool,
+    ) -> Option<Landed> {
         debug_assert!(!cur.is_main && self.is_current(cur));
-        if let Some(s) = self.suspender(cur) {
-            if let Some((next, is_main)) = self.direct_successor(cur, ring) {
-                self.enter(next, ring, prefetch);
-                if is_main {
-                    s.switch_to_main();
-                    return;
-                }
-                // SAFETY: `direct_successor` saw `next` alive, homed here
-                // and not main, and it is switched out (so not finished).
-                s.switch_to(unsafe { next.started_coro() });
-                return;
+        let s = self.suspender(cur)?;
+        if let Some((next, is_main)) = self.direct_successor(cur, ring) {
+            self.enter(next, ring, prefetch);
+            if is_main {
+                return Some(s.switch_to_main());
             }
-            s.suspend();
+            // SAFETY: `direct_successor` saw `next` alive, homed here and
+            // not main, and it is switched out (so not finished).
+            return Some(s.switch_to(unsafe { next.started_coro() }));
         }
+        Some(s.suspend())
     }
 
     /// The running tasklet's way out: its coroutine with our own switch,
@@ -1070,8 +1101,14 @@ impl WorkerLocal {
         let view = ring.view();
         // SAFETY: the running tasklet is homed here.
         unsafe { cur.exec() }.light = true;
-        self.switch_out_tasklet_viewing(cur, view, true);
-        Self::resumed();
+        let landed = self.switch_out_tasklet_viewing(cur, view, true);
+        // Act on a kill, reading nothing kept from before the switch.
+        // SAFETY: from this tasklet's own suspension, and it runs.
+        if let Some(cur) = unsafe { resumed_task(landed) } {
+            if cur.kill.load(Ordering::Relaxed) {
+                Self::act_on_kill(cur);
+            }
+        }
     }
 
     /// `schedule` when something needs a call first (a signal, nothing
@@ -1093,16 +1130,6 @@ impl WorkerLocal {
         // Rotate by one: the head (the running tasklet) to the tail.
         ring.rotate_one();
         self.switch_out();
-    }
-
-    /// What a tasklet does first when resumed from a suspension that keeps
-    /// nothing live across the switch: act on a kill, with the worker read
-    /// afresh (a tasklet never changes thread, so it is the same one).
-    #[inline(always)]
-    pub(crate) fn resumed() {
-        if let Some(w) = local() {
-            w.check_kill();
-        }
     }
 
     /// `schedule_remove()`: the running tasklet leaves the ring (paused).
