@@ -167,14 +167,24 @@ impl RunQueue {
     #[inline(always)]
     pub(crate) fn tail(&mut self, n: usize) -> Tail<'_> {
         self.reserve(n);
-        let start = self.head.wrapping_add(self.len);
+        let cap = self.slots.len();
+        let base = self.slots.as_mut_ptr();
+        // SAFETY: both are within the buffer, or one past its end.
+        let (first, wrap) = unsafe {
+            (
+                base.add(self.head.wrapping_add(self.len) & self.mask),
+                base.add(cap),
+            )
+        };
         Tail {
-            slots: self.slots.as_mut_ptr(),
-            mask: self.mask,
-            start,
-            next: start,
-            end: start.wrapping_add(n),
             queue: self,
+            base,
+            first,
+            next: first,
+            wrap,
+            wrapped: false,
+            #[cfg(debug_assertions)]
+            room: n,
         }
     }
 
@@ -338,18 +348,22 @@ fn uninit_slots(cap: usize) -> Box<[MaybeUninit<TaskRef>]> {
     (0..cap).map(|_| MaybeUninit::uninit()).collect()
 }
 
-/// Appends up to the `n` entries asked of [`RunQueue::tail`]: its fields
-/// stay in registers while a loop fills it, and the queue's length is set
-/// once, when it is dropped.
+/// Appends up to the `n` entries asked of [`RunQueue::tail`]: a pointer
+/// that wraps to the buffer's start past its end (so a push is a store,
+/// an increment and a compare), and the queue's length set once, when it
+/// is dropped.
 pub(crate) struct Tail<'a> {
     queue: &'a mut RunQueue,
-    slots: *mut MaybeUninit<TaskRef>,
-    mask: usize,
-    /// Positions (unmasked): the first appended, the next, and one past
-    /// the room.
-    start: usize,
-    next: usize,
-    end: usize,
+    /// The buffer's first slot, and one past its last.
+    base: *mut MaybeUninit<TaskRef>,
+    wrap: *mut MaybeUninit<TaskRef>,
+    /// The first slot appended to, and the next.
+    first: *mut MaybeUninit<TaskRef>,
+    next: *mut MaybeUninit<TaskRef>,
+    /// Whether `next` went past the buffer's end to its start.
+    wrapped: bool,
+    #[cfg(debug_assertions)]
+    room: usize,
 }
 
 impl Tail<'_> {
@@ -360,22 +374,38 @@ impl Tail<'_> {
     /// At most the `n` entries asked of `tail` are appended.
     #[inline(always)]
     pub(crate) unsafe fn push(&mut self, t: TaskRef) {
-        debug_assert!(self.next != self.end, "RunQueue::tail overfilled");
-        // SAFETY: `tail` reserved `n` free slots after the live ones and,
-        // per the contract, this is one of them; `mask` bounds the index,
-        // as in `slot`.
+        #[cfg(debug_assertions)]
+        {
+            assert!(self.room > 0, "RunQueue::tail overfilled");
+            self.room -= 1;
+        }
+        // SAFETY: `tail` reserved `n` free slots after the live ones
+        // (wrapping at the buffer's end) and, per the contract, `next` is
+        // one of them.
         unsafe {
-            self.slots
-                .add(self.next & self.mask)
-                .write(MaybeUninit::new(t))
-        };
-        self.next = self.next.wrapping_add(1);
+            self.next.write(MaybeUninit::new(t));
+            self.next = self.next.add(1);
+        }
+        if self.next == self.wrap {
+            self.next = self.base;
+            self.wrapped = true;
+        }
     }
 
     /// How many were appended so far.
     #[inline(always)]
     pub(crate) fn pushed(&self) -> usize {
-        self.next.wrapping_sub(self.start)
+        // SAFETY: all four lie in (or one past) the one buffer, and
+        // `first <= wrap`, `base <= next`, and `first <= next` unless
+        // `next` wrapped.
+        unsafe {
+            if self.wrapped {
+                self.wrap.offset_from(self.first) as usize
+                    + self.next.offset_from(self.base) as usize
+            } else {
+                self.next.offset_from(self.first) as usize
+            }
+        }
     }
 }
 
@@ -471,6 +501,33 @@ mod tests {
 
     fn ids_of(t: &TaskRef, all: &[TaskRef]) -> usize {
         all.iter().position(|a| TaskRef::ptr_eq(a, t)).unwrap()
+    }
+
+    /// A nice round's `tail` that fills the ring exactly, starting mid-
+    /// buffer (so it wraps), counts all its entries; one that pushes
+    /// nothing counts none.
+    #[test]
+    fn tail_fills_a_ring_exactly_across_the_wrap() {
+        let all: Vec<TaskRef> = (0..8).map(|_| Task::new(None, false)).collect();
+        for start in 0..8 {
+            let mut q = RunQueue::with_capacity(8);
+            // Move the head to `start`, leaving the ring empty.
+            for t in all.iter().take(start) {
+                q.push_back(t.clone());
+            }
+            while q.pop_front().is_some() {}
+            drop(q.tail(0));
+            assert!(q.is_empty());
+            let mut tail = q.tail(8);
+            for t in &all {
+                // SAFETY: eight, as asked.
+                unsafe { tail.push(t.clone()) };
+            }
+            assert_eq!(tail.pushed(), 8);
+            drop(tail);
+            assert_eq!(q.capacity(), 8, "start {start}");
+            assert_eq!(ids(&q, &all), (0..8).collect::<Vec<_>>(), "start {start}");
+        }
     }
 
     #[test]
