@@ -281,6 +281,7 @@ fn shutdown_kills_again_a_tasklet_that_swallows_its_kill() {
             let (k, e) = (kills.clone(), ended.clone());
             sched(workers).enter(move || {
                 let sem = Arc::new(Semaphore::default());
+                let st = Arc::new(AtomicUsize::new(0));
                 for kind in 0..4 {
                     for _ in 0..3 {
                         let (k, e, sem) = (k.clone(), e.clone(), sem.clone());
@@ -292,7 +293,9 @@ fn shutdown_kills_again_a_tasklet_that_swallows_its_kill() {
                             }
                             _ => sleep(Duration::from_secs(3600)),
                         };
+                        let st = st.clone();
                         spawn(move || {
+                            st.fetch_add(1, Ordering::SeqCst);
                             // Three kills swallowed; the fourth unwinds the
                             // body.
                             for _ in 0..3 {
@@ -312,8 +315,11 @@ fn shutdown_kills_again_a_tasklet_that_swallows_its_kill() {
                         });
                     }
                 }
-                run_nice();
-                schedule();
+                // Every one started (a tasklet killed before it starts
+                // never runs), then the shutdown.
+                while st.load(Ordering::SeqCst) < 12 {
+                    schedule();
+                }
             });
             assert_eq!(kills.load(Ordering::SeqCst), 36, "{workers} workers");
             assert_eq!(ended.load(Ordering::SeqCst), 12, "{workers} workers");
