@@ -279,7 +279,11 @@ impl Scheduler {
     ///
     /// When `main` returns (or panics), every tasklet still alive — runnable,
     /// blocked, nice, sleeping or paused — is killed (unwound, destructors
-    /// run), the workers stop, and only then does `enter` return.
+    /// run), the workers stop, and only then does `enter` return. A tasklet
+    /// that catches its kill (`catch_unwind`) is killed again whenever it
+    /// would block or switch (`schedule`, `be_nice`, a channel operation
+    /// that waits, a sleep); one that never does keeps `enter` waiting, as
+    /// any code that never returns would.
     ///
     /// # Panics
     /// If this scheduler is already entered (on this or another thread), and
