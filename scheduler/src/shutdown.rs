@@ -6,7 +6,7 @@
 use crate::park::Placement;
 use crate::scheduler::signal;
 use crate::sync::Ordering;
-use crate::task::{life, Outcome, Reason, TaskRef, TaskletExit};
+use crate::task::{life, Outcome, Reason, TaskRef};
 use crate::worker::WorkerLocal;
 
 impl WorkerLocal {
@@ -31,12 +31,11 @@ impl WorkerLocal {
             }
         }
         let cur = self.current_ptr();
-        if cur.is_main || std::thread::panicking() {
+        if cur.is_main {
             self.check_kill();
-            return;
+        } else {
+            Self::act_on_kill(cur);
         }
-        cur.kill.store(false, Ordering::Relaxed);
-        std::panic::resume_unwind(Box::new(TaskletExit));
     }
 
     /// Makes every tasklet of this worker runnable with a kill pending.

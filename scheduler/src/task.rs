@@ -337,14 +337,19 @@ impl Task {
     #[inline(always)]
     pub(crate) unsafe fn landed<'a>(landed: crate::coroutine::Landed) -> Option<&'a Task> {
         let coro = landed.coro()?;
-        // SAFETY: the coroutine is the payload of a record's `coro` field
-        // (`start` put it there and checks, in debug builds, that this
-        // finds the record back: `Option<Coro>` keeps it at offset 0, its
-        // tag being the stack's non-null niche), and a running tasklet's
-        // record is alive (the registry holds it).
-        Some(unsafe {
-            &*((coro.as_ptr() as *const u8).sub(std::mem::offset_of!(Task, coro)) as *const Task)
-        })
+        // SAFETY: a running tasklet's coroutine is in its record, which is
+        // alive (the registry holds it).
+        Some(unsafe { &*Task::record_of(coro.as_ptr()) })
+    }
+
+    /// The record whose `coro` field holds `coro` (as the payload of the
+    /// `Some`: `Option<Coro>` keeps it at offset 0, its tag being the
+    /// stack's non-null niche; `start` checks this in debug builds). Only
+    /// address arithmetic: meaningful for a coroutine that lives in a
+    /// record.
+    #[inline(always)]
+    pub(crate) fn record_of(coro: *const Coro) -> *const Task {
+        (coro as *const u8).wrapping_sub(std::mem::offset_of!(Task, coro)) as *const Task
     }
 
     /// The coroutine of a started tasklet whose body has not returned,

@@ -796,10 +796,7 @@ impl WorkerLocal {
         // What `Task::landed` relies on: the coroutine's address finds the
         // record back.
         #[cfg(own_switch)]
-        debug_assert!(coro.is_some_and(|c| std::ptr::eq(
-            (c as *const Coro as *const u8).wrapping_sub(std::mem::offset_of!(Task, coro)),
-            t as *const Task as *const u8
-        )));
+        debug_assert!(coro.is_some_and(|c| std::ptr::eq(Task::record_of(c), t)));
         let reg = self.registry();
         // Every started tasklet holds a stack mapping, so the registry
         // stays far below `u32::MAX` entries (`vm.max_map_count` is an i32).
@@ -1085,17 +1082,24 @@ impl WorkerLocal {
     /// Unwinds the running tasklet if it has a pending kill.
     #[inline]
     pub(crate) fn check_kill(&self) {
-        let cur = self.current_ptr();
+        Self::check_kill_of(self.current_ptr());
+    }
+
+    /// `check_kill` for `cur`, the running tasklet, found without the
+    /// worker (see `resumed_task`).
+    #[inline(always)]
+    pub(crate) fn check_kill_of(cur: &Task) {
         if cur.kill.load(Ordering::Relaxed) {
             Self::act_on_kill(cur);
         }
     }
 
-    /// `check_kill` for a tasklet with a pending kill: unwinds it, unless
-    /// it is unwinding already (then the kill waits for the next check).
+    /// Unwinds `cur`, the running tasklet, with `TaskletExit` (its kill,
+    /// if one is pending, is consumed), unless it is unwinding already
+    /// (then a pending kill waits for the next check).
     #[cold]
     #[inline(never)]
-    fn act_on_kill(cur: &Task) {
+    pub(crate) fn act_on_kill(cur: &Task) {
         if !std::thread::panicking() {
             cur.kill.store(false, Ordering::Relaxed);
             std::panic::resume_unwind(Box::new(TaskletExit));
@@ -1132,9 +1136,7 @@ impl WorkerLocal {
         // Act on a kill, reading nothing kept from before the switch.
         // SAFETY: from this tasklet's own suspension, and it runs.
         if let Some(cur) = unsafe { resumed_task(landed) } {
-            if cur.kill.load(Ordering::Relaxed) {
-                Self::act_on_kill(cur);
-            }
+            Self::check_kill_of(cur);
         }
     }
 
